@@ -1,0 +1,180 @@
+//! The decision path of one Check, from request attributes to [`Decision`]:
+//! normalise path → first matching rule → find token → parse → route → verify → conditions →
+//! allow (with upstream headers) or deny. Pure except for one await: a rate-limited,
+//! single-flight key-set refetch when a token names an unknown `kid`.
+
+use std::borrow::Cow;
+
+use crate::config::DefaultAction;
+use crate::decision::{Allow, Decision, Deny, Reason};
+use crate::policy::{self, AuthMode};
+use crate::snapshot::{CLIENT_HEADER, Snapshot};
+use crate::token::{self, Headers};
+use crate::verify::{self, Failure};
+
+/// The parts of a CheckRequest the decision needs, borrowed from it.
+#[derive(Debug, Default, Clone)]
+pub struct CheckInput<'a> {
+    pub method: &'a str,
+    /// `:authority` / `Host`, possibly with a port.
+    pub host: &'a str,
+    /// The request target as received (path and query, not decoded).
+    pub path: &'a str,
+    pub headers: Headers<'a>,
+}
+
+/// Name used for metrics and logs when no rule matched and `default: authenticated` applies.
+pub const DEFAULT_RULE: &str = "default";
+
+/// Longest claim value copied into an upstream header.
+const MAX_HEADER_VALUE: usize = 8192;
+
+fn deny(deny: Deny, rule: Option<&str>, client: Option<&str>, token_presented: bool) -> Decision {
+    Decision::Deny {
+        deny,
+        rule: rule.map(str::to_owned),
+        client: client.map(str::to_owned),
+        token_presented,
+    }
+}
+
+/// Decide one request. `now` is Unix seconds.
+pub async fn decide(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Decision {
+    let path = match policy::normalize_path(input.path) {
+        Ok(p) => p,
+        Err(d) => return deny(d, None, None, false),
+    };
+    let host = policy::host_without_port(input.host);
+    let (rule_name, auth, rule) =
+        match policy::match_rule(&snap.config.rules, input.method, &host, &path) {
+            Some(r) => (r.name.as_str(), r.auth, Some(r)),
+            None => match snap.config.default {
+                DefaultAction::Deny => {
+                    return deny(
+                        Deny::new(
+                            Reason::NoMatchingRule,
+                            "no rule matched and default is deny",
+                        ),
+                        None,
+                        None,
+                        false,
+                    );
+                }
+                DefaultAction::Authenticated => (DEFAULT_RULE, AuthMode::Required, None),
+            },
+        };
+    if auth == AuthMode::None {
+        return anonymous(snap, rule_name);
+    }
+    let raw = match token::extract(
+        &snap.config.token.sources,
+        &input.headers,
+        snap.config.token.max_bytes,
+    ) {
+        Ok(Some(t)) => t,
+        Ok(None) if auth == AuthMode::Optional => return anonymous(snap, rule_name),
+        Ok(None) => {
+            return deny(
+                Deny::new(
+                    Reason::AuthorizationHeaderMissing,
+                    "no token in any configured source",
+                ),
+                Some(rule_name),
+                None,
+                false,
+            );
+        }
+        Err(d) => return deny(d, Some(rule_name), None, true),
+    };
+    let jwt = match token::parse(raw) {
+        Ok(j) => j,
+        Err(d) => return deny(d, Some(rule_name), None, true),
+    };
+    let idx = match verify::route(snap, &jwt.claims) {
+        Ok(i) => i,
+        Err(d) => return deny(d, Some(rule_name), None, true),
+    };
+    let client = &snap.clients[idx];
+    let name = client.cfg.name.as_str();
+    let ks = &client.key_set;
+    let mut refetched = false;
+    loop {
+        let state = ks.state();
+        let available = ks.available(&state);
+        match verify::verify(&client.cfg, &state, available, &jwt, now) {
+            Ok(()) => break,
+            Err(Failure::Deny(d)) => return deny(d, Some(rule_name), Some(name), true),
+            Err(Failure::UnknownKid { generation }) => {
+                drop(state);
+                let kid = jwt.header.kid.as_deref().unwrap_or_default();
+                if refetched || !ks.refetch_for_unknown_kid(kid, generation).await {
+                    return deny(
+                        Deny::new(
+                            Reason::UnknownKey,
+                            "the kid is not in the key set (after a refetch, if one was allowed)",
+                        ),
+                        Some(rule_name),
+                        Some(name),
+                        true,
+                    );
+                }
+                refetched = true;
+            }
+        }
+    }
+    if let Some(rule) = rule {
+        if let Err(d) = policy::check_conditions(rule, &jwt.claims, &client.cfg.roles, idx) {
+            return deny(d, Some(rule_name), Some(name), true);
+        }
+    }
+    // Allow: set the routed client's claim headers, remove every other spoofable header.
+    let mut set_headers = Vec::with_capacity(client.cfg.headers.len() + 1);
+    for (header, path) in &client.cfg.headers {
+        if let Some(v) = token::claim(&jwt.claims, path).and_then(token::claim_header_value) {
+            if v.len() <= MAX_HEADER_VALUE
+                && v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+            {
+                set_headers.push((header.clone(), v));
+            }
+        }
+    }
+    set_headers.push((CLIENT_HEADER.to_owned(), name.to_owned()));
+    let remove_headers = snap
+        .spoofable
+        .iter()
+        .filter(|h| !set_headers.iter().any(|(s, _)| s == *h))
+        .cloned()
+        .collect();
+    let subject = jwt
+        .claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    Decision::Allow(Allow {
+        rule: rule_name.to_owned(),
+        client: Some(name.to_owned()),
+        subject,
+        set_headers,
+        remove_headers,
+    })
+}
+
+/// Anonymous allow: every spoofable header is removed, none is set.
+fn anonymous(snap: &Snapshot, rule: &str) -> Decision {
+    Decision::Allow(Allow {
+        rule: rule.to_owned(),
+        client: None,
+        subject: None,
+        set_headers: Vec::new(),
+        remove_headers: snap.spoofable.clone(),
+    })
+}
+
+/// Borrow-or-own helper for callers that build headers from owned strings.
+pub fn lower_name(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}

@@ -1,0 +1,1216 @@
+//! The YAML configuration (DESIGN §3): parse strictly, validate everything, compile once.
+//!
+//! `load`/`parse` turn YAML text into a validated [`Config`] whose rules are already compiled
+//! (matchers, regexes, header names). Every problem is reported, each as a [`ConfigError`] naming
+//! the offending field (`clients[1].audiences`), so `check-config` can list them all at once.
+//! This module never does network I/O; `jwks_file` contents are read later, by the snapshot.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::jwks::{Alg, KeySource};
+use crate::policy::{AuthMode, Condition, HostMatcher, PathMatcher, Rule};
+use crate::token::TokenSource;
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where: `clients[0].audiences`, `rules[2].match.regex`, or `config` for the whole file.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Every problem found in a config file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl ConfigErrors {
+    fn one(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigErrors(vec![ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }])
+    }
+}
+
+/// A validated, compiled configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Listen,
+    pub token: TokenConfig,
+    pub jwks: JwksSettings,
+    pub clients: Vec<ClientConfig>,
+    pub rules: Vec<Rule>,
+    pub default: DefaultAction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub grpc: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenConfig {
+    pub sources: Vec<TokenSource>,
+    pub max_bytes: usize,
+}
+
+/// Defaults for every key set (DESIGN §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSettings {
+    pub refresh_interval: Duration,
+    pub min_refresh_interval: Duration,
+    pub max_stale: Duration,
+    pub timeout: Duration,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Default for JwksSettings {
+    fn default() -> Self {
+        JwksSettings {
+            refresh_interval: Duration::from_secs(300),
+            min_refresh_interval: Duration::from_secs(15),
+            max_stale: Duration::from_secs(12 * 3600),
+            timeout: Duration::from_secs(5),
+            ca_file: None,
+        }
+    }
+}
+
+/// One OIDC client (one audience family) of one issuer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientConfig {
+    pub name: String,
+    pub issuer: String,
+    pub keys: KeySource,
+    pub audiences: Vec<String>,
+    pub authorized_parties: Option<Vec<String>>,
+    pub algorithms: Vec<Alg>,
+    pub leeway: Duration,
+    pub require_typ: Option<String>,
+    /// Claim paths whose values are roles.
+    pub roles: Vec<String>,
+    /// (upstream header name, claim path), header names lower case.
+    pub headers: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultAction {
+    /// No rule matched: 403 `no_matching_rule`.
+    Deny,
+    /// No rule matched: any valid token of any client passes.
+    Authenticated,
+}
+
+pub const DEFAULT_MAX_BYTES: usize = 16 * 1024;
+const MAX_MAX_BYTES: usize = 1024 * 1024;
+const MAX_LEEWAY: Duration = Duration::from_secs(600);
+
+// ---------------------------------------------------------------------------------------------
+// Raw schema: exactly what YAML may contain. Unknown keys are errors.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    listen: RawListen,
+    #[serde(default)]
+    token: RawToken,
+    #[serde(default)]
+    jwks: RawJwks,
+    clients: Vec<RawClient>,
+    #[serde(default)]
+    rules: Vec<RawRule>,
+    default: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawListen {
+    grpc: Option<String>,
+    admin: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawToken {
+    sources: Option<Vec<RawSource>>,
+    max_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    header: Option<String>,
+    cookie: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawJwks {
+    refresh_interval: Option<RawDuration>,
+    min_refresh_interval: Option<RawDuration>,
+    max_stale: Option<RawDuration>,
+    timeout: Option<RawDuration>,
+    ca_file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClient {
+    name: String,
+    issuer: String,
+    jwks_uri: Option<String>,
+    jwks_file: Option<String>,
+    audiences: Vec<String>,
+    authorized_parties: Option<Vec<String>>,
+    algorithms: Option<Vec<String>>,
+    leeway: Option<RawDuration>,
+    require_typ: Option<String>,
+    roles: Option<Vec<String>>,
+    headers: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: String,
+    #[serde(rename = "match")]
+    matcher: RawMatch,
+    auth: Option<String>,
+    roles: Option<RawAnyAll>,
+    scopes: Option<RawAnyAll>,
+    claims: Option<BTreeMap<String, serde_yaml::Value>>,
+    clients: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    path: Option<String>,
+    prefix: Option<String>,
+    glob: Option<String>,
+    regex: Option<String>,
+    methods: Option<Vec<String>>,
+    hosts: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAnyAll {
+    any_of: Option<Vec<String>>,
+    all_of: Option<Vec<String>>,
+}
+
+/// A duration written as `30s`, `5m`, `1h30m`, `250ms`, or a bare integer number of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Text(String),
+    Seconds(u64),
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Read and validate a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigErrors::one("config", format!("cannot read {}: {e}", path.display())))?;
+    parse(&text)
+}
+
+/// Validate config text, expanding `${VAR}` from the process environment.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    parse_with_env(text, &|name| std::env::var(name).ok())
+}
+
+/// Validate config text with an explicit environment (tests).
+pub fn parse_with_env(
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigErrors> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+        // yaml_serde errors already name the path (`clients[0]: unknown field ...`).
+        ConfigErrors::one("config", e.to_string())
+    })?;
+    let mut v = Validator {
+        errors: Vec::new(),
+        env,
+    };
+    let config = v.config(raw);
+    if v.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(v.errors))
+    }
+}
+
+struct Validator<'e> {
+    errors: Vec<ConfigError>,
+    env: &'e dyn Fn(&str) -> Option<String>,
+}
+
+impl Validator<'_> {
+    fn err(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    /// Expand `${VAR}` (and `$${` → literal `${`). An unset variable is an error naming it.
+    fn expand(&mut self, field: &str, s: &str) -> String {
+        if !s.contains('$') {
+            return s.to_owned();
+        }
+        match expand_env(s, self.env) {
+            Ok(v) => v,
+            Err(msg) => {
+                self.err(field, msg);
+                s.to_owned()
+            }
+        }
+    }
+
+    fn duration(&mut self, field: &str, raw: Option<RawDuration>, default: Duration) -> Duration {
+        match raw {
+            None => default,
+            Some(RawDuration::Seconds(s)) => Duration::from_secs(s),
+            Some(RawDuration::Text(t)) => match parse_duration(&t) {
+                Ok(d) => d,
+                Err(m) => {
+                    self.err(field, m);
+                    default
+                }
+            },
+        }
+    }
+
+    fn config(&mut self, raw: RawConfig) -> Config {
+        let listen = self.listen(raw.listen);
+        let token = self.token(raw.token);
+        let jwks = self.jwks(raw.jwks);
+        let clients = self.clients(raw.clients);
+        let rules = self.rules(raw.rules, &clients);
+        let default = match raw.default.as_deref() {
+            None | Some("deny") => DefaultAction::Deny,
+            Some("authenticated") => DefaultAction::Authenticated,
+            Some(other) => {
+                self.err(
+                    "default",
+                    format!("must be `deny` or `authenticated`, not `{other}`"),
+                );
+                DefaultAction::Deny
+            }
+        };
+        Config {
+            listen,
+            token,
+            jwks,
+            clients,
+            rules,
+            default,
+        }
+    }
+
+    fn listen(&mut self, raw: RawListen) -> Listen {
+        let mut addr = |field: &str, v: Option<String>, default: &str| -> SocketAddr {
+            let text = v
+                .map(|s| self.expand(field, &s))
+                .unwrap_or_else(|| default.to_owned());
+            match text.parse::<SocketAddr>() {
+                Ok(a) => a,
+                Err(_) => {
+                    self.err(
+                        field,
+                        format!("`{text}` is not an address like 0.0.0.0:9001"),
+                    );
+                    SocketAddr::from(([0, 0, 0, 0], 0))
+                }
+            }
+        };
+        let grpc = addr("listen.grpc", raw.grpc, "0.0.0.0:9001");
+        let admin = addr("listen.admin", raw.admin, "0.0.0.0:9002");
+        if grpc == admin && grpc.port() != 0 {
+            self.err("listen.admin", "must differ from listen.grpc");
+        }
+        Listen { grpc, admin }
+    }
+
+    fn token(&mut self, raw: RawToken) -> TokenConfig {
+        let max_bytes = raw.max_bytes.unwrap_or(DEFAULT_MAX_BYTES);
+        if max_bytes == 0 || max_bytes > MAX_MAX_BYTES {
+            self.err(
+                "token.max_bytes",
+                format!("must be between 1 and {MAX_MAX_BYTES}"),
+            );
+        }
+        let sources = match raw.sources {
+            None => vec![TokenSource::Header("authorization".into())],
+            Some(list) => {
+                if list.is_empty() {
+                    self.err("token.sources", "must list at least one source");
+                }
+                let mut out = Vec::new();
+                for (i, s) in list.into_iter().enumerate() {
+                    let field = format!("token.sources[{i}]");
+                    match (s.header, s.cookie) {
+                        (Some(h), None) => {
+                            let h = h.to_ascii_lowercase();
+                            if !is_header_name(&h) {
+                                self.err(field, format!("`{h}` is not a valid header name"));
+                            }
+                            out.push(TokenSource::Header(h));
+                        }
+                        (None, Some(c)) => {
+                            if c.is_empty() || !c.bytes().all(is_cookie_name_byte) {
+                                self.err(field, format!("`{c}` is not a valid cookie name"));
+                            }
+                            out.push(TokenSource::Cookie(c));
+                        }
+                        _ => self.err(field, "must have exactly one of `header` or `cookie`"),
+                    }
+                }
+                out
+            }
+        };
+        TokenConfig { sources, max_bytes }
+    }
+
+    fn jwks(&mut self, raw: RawJwks) -> JwksSettings {
+        let d = JwksSettings::default();
+        let s = JwksSettings {
+            refresh_interval: self.duration(
+                "jwks.refresh_interval",
+                raw.refresh_interval,
+                d.refresh_interval,
+            ),
+            min_refresh_interval: self.duration(
+                "jwks.min_refresh_interval",
+                raw.min_refresh_interval,
+                d.min_refresh_interval,
+            ),
+            max_stale: self.duration("jwks.max_stale", raw.max_stale, d.max_stale),
+            timeout: self.duration("jwks.timeout", raw.timeout, d.timeout),
+            ca_file: raw
+                .ca_file
+                .map(|c| PathBuf::from(self.expand("jwks.ca_file", &c))),
+        };
+        if s.refresh_interval.is_zero() {
+            self.err("jwks.refresh_interval", "must be greater than zero");
+        }
+        if s.refresh_interval < s.min_refresh_interval {
+            self.err(
+                "jwks.refresh_interval",
+                "must not be shorter than jwks.min_refresh_interval",
+            );
+        }
+        if s.timeout.is_zero() || s.timeout > Duration::from_secs(60) {
+            self.err("jwks.timeout", "must be greater than zero and at most 60s");
+        }
+        if s.max_stale < s.refresh_interval {
+            self.err(
+                "jwks.max_stale",
+                "must not be shorter than jwks.refresh_interval",
+            );
+        }
+        if let Some(ca) = &s.ca_file {
+            if !ca.is_file() {
+                self.err(
+                    "jwks.ca_file",
+                    format!("{} is not a readable file", ca.display()),
+                );
+            }
+        }
+        s
+    }
+
+    fn clients(&mut self, raw: Vec<RawClient>) -> Vec<ClientConfig> {
+        if raw.is_empty() {
+            self.err("clients", "must list at least one client");
+        }
+        let mut names = HashSet::new();
+        let mut out: Vec<ClientConfig> = Vec::new();
+        for (i, c) in raw.into_iter().enumerate() {
+            let f = |k: &str| format!("clients[{i}].{k}");
+            if c.name.is_empty()
+                || !c
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                self.err(f("name"), format!("`{}` must match [a-z0-9-]+", c.name));
+            }
+            if !names.insert(c.name.clone()) {
+                self.err(f("name"), format!("duplicate client name `{}`", c.name));
+            }
+            let issuer = self.expand(&f("issuer"), &c.issuer);
+            if issuer.is_empty() {
+                self.err(f("issuer"), "must not be empty");
+            }
+            let keys = match (c.jwks_uri, c.jwks_file) {
+                (Some(_), Some(_)) => {
+                    self.err(f("jwks_uri"), "set at most one of jwks_uri and jwks_file");
+                    KeySource::Discovery {
+                        issuer: issuer.clone(),
+                    }
+                }
+                (Some(uri), None) => {
+                    let uri = self.expand(&f("jwks_uri"), &uri);
+                    if let Err(m) = check_fetch_url(&uri) {
+                        self.err(f("jwks_uri"), m);
+                    }
+                    KeySource::Uri(uri)
+                }
+                (None, Some(file)) => {
+                    let file = self.expand(&f("jwks_file"), &file);
+                    if file.is_empty() {
+                        self.err(f("jwks_file"), "must not be empty");
+                    }
+                    KeySource::File(PathBuf::from(file))
+                }
+                (None, None) => {
+                    if let Err(m) = check_fetch_url(&issuer) {
+                        self.err(f("issuer"), format!("{m} (discovery fetches {{issuer}}/.well-known/openid-configuration)"));
+                    }
+                    KeySource::Discovery {
+                        issuer: issuer.clone(),
+                    }
+                }
+            };
+            let remote = !matches!(keys, KeySource::File(_));
+            let audiences: Vec<String> = c
+                .audiences
+                .iter()
+                .map(|a| self.expand(&f("audiences"), a))
+                .collect();
+            if audiences.is_empty() {
+                self.err(f("audiences"), "must list at least one audience");
+            }
+            if audiences.iter().any(String::is_empty) {
+                self.err(f("audiences"), "an audience must not be empty");
+            }
+            let authorized_parties = c.authorized_parties.map(|list| {
+                if list.is_empty() {
+                    self.err(
+                        f("authorized_parties"),
+                        "when set, must list at least one party",
+                    );
+                }
+                list.iter()
+                    .map(|a| self.expand(&f("authorized_parties"), a))
+                    .collect::<Vec<_>>()
+            });
+            let algorithms = match c.algorithms {
+                None => vec![Alg::RS256],
+                Some(list) => {
+                    if list.is_empty() {
+                        self.err(f("algorithms"), "must list at least one algorithm");
+                    }
+                    let mut algs = Vec::new();
+                    for a in &list {
+                        match Alg::parse(a) {
+                            Some(alg) => {
+                                if !algs.contains(&alg) {
+                                    algs.push(alg)
+                                }
+                            }
+                            None if a.to_ascii_uppercase().starts_with("HS") => self.err(
+                                f("algorithms"),
+                                if remote {
+                                    format!("`{a}`: HMAC algorithms cannot be used with keys fetched from an issuer")
+                                } else {
+                                    format!("`{a}`: HMAC (shared-secret) algorithms are not supported")
+                                },
+                            ),
+                            None => self.err(
+                                f("algorithms"),
+                                format!("`{a}` is not supported (use RS256/384/512, PS256/384/512, ES256/384, EdDSA)"),
+                            ),
+                        }
+                    }
+                    algs
+                }
+            };
+            let leeway = self.duration(&f("leeway"), c.leeway, Duration::from_secs(30));
+            if leeway > MAX_LEEWAY {
+                self.err(f("leeway"), "must be at most 10m");
+            }
+            if let Some(t) = &c.require_typ {
+                if t.is_empty() {
+                    self.err(f("require_typ"), "must not be empty");
+                }
+            }
+            let roles = c.roles.unwrap_or_default();
+            for (j, r) in roles.iter().enumerate() {
+                if r.is_empty() {
+                    self.err(
+                        format!("clients[{i}].roles[{j}]"),
+                        "a claim path must not be empty",
+                    );
+                }
+            }
+            let mut headers = Vec::new();
+            for (name, claim) in c.headers.unwrap_or_default() {
+                let lname = name.to_ascii_lowercase();
+                let field = format!("clients[{i}].headers.{name}");
+                if !is_header_name(&lname) {
+                    self.err(&field, format!("`{name}` is not a valid header name"));
+                } else if is_reserved_header(&lname) {
+                    self.err(&field, format!("`{name}` cannot be set from a claim"));
+                }
+                if claim.is_empty() {
+                    self.err(&field, "the claim path must not be empty");
+                }
+                headers.push((lname, claim));
+            }
+            // Two clients of one issuer sharing an audience: a token could route to both.
+            for other in &out {
+                if other.issuer == issuer {
+                    if let Some(a) = audiences.iter().find(|a| other.audiences.contains(a)) {
+                        self.err(
+                            f("audiences"),
+                            format!(
+                                "audience `{a}` of issuer {issuer} is also used by client `{}`",
+                                other.name
+                            ),
+                        );
+                    }
+                }
+            }
+            out.push(ClientConfig {
+                name: c.name,
+                issuer,
+                keys,
+                audiences,
+                authorized_parties,
+                algorithms,
+                leeway,
+                require_typ: c.require_typ,
+                roles,
+                headers,
+            });
+        }
+        out
+    }
+
+    fn rules(&mut self, raw: Vec<RawRule>, clients: &[ClientConfig]) -> Vec<Rule> {
+        let client_index: HashMap<&str, usize> = clients
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.as_str(), i))
+            .collect();
+        let mut names = HashSet::new();
+        let mut out = Vec::new();
+        for (i, r) in raw.into_iter().enumerate() {
+            let f = |k: &str| format!("rules[{i}].{k}");
+            if r.name.is_empty() || !r.name.bytes().all(|b| b.is_ascii_graphic()) {
+                self.err(
+                    f("name"),
+                    "must be non-empty printable ASCII without spaces",
+                );
+            }
+            if !names.insert(r.name.clone()) {
+                self.err(f("name"), format!("duplicate rule name `{}`", r.name));
+            }
+            let m = r.matcher;
+            let given = [&m.path, &m.prefix, &m.glob, &m.regex]
+                .iter()
+                .filter(|x| x.is_some())
+                .count();
+            let path = if given != 1 {
+                self.err(
+                    f("match"),
+                    "must have exactly one of path, prefix, glob, regex",
+                );
+                PathMatcher::Prefix("/".into())
+            } else {
+                let built = if let Some(p) = m.path {
+                    PathMatcher::exact(&p).map_err(|e| ("match.path", e))
+                } else if let Some(p) = m.prefix {
+                    PathMatcher::prefix(&p).map_err(|e| ("match.prefix", e))
+                } else if let Some(g) = m.glob {
+                    PathMatcher::glob(&g).map_err(|e| ("match.glob", e))
+                } else {
+                    PathMatcher::regex(m.regex.as_deref().unwrap_or_default())
+                        .map_err(|e| ("match.regex", e))
+                };
+                match built {
+                    Ok(p) => p,
+                    Err((k, e)) => {
+                        self.err(f(k), e);
+                        PathMatcher::Prefix("/".into())
+                    }
+                }
+            };
+            let methods = m.methods.map(|list| {
+                if list.is_empty() {
+                    self.err(
+                        f("match.methods"),
+                        "when set, must list at least one method",
+                    );
+                }
+                list.iter()
+                    .map(|mm| {
+                        let up = mm.to_ascii_uppercase();
+                        if up.is_empty() || !up.bytes().all(|b| b.is_ascii_uppercase() || b == b'-')
+                        {
+                            self.err(f("match.methods"), format!("`{mm}` is not an HTTP method"));
+                        }
+                        up
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let hosts = m.hosts.map(|list| {
+                if list.is_empty() {
+                    self.err(f("match.hosts"), "when set, must list at least one host");
+                }
+                list.iter()
+                    .filter_map(|h| match HostMatcher::parse(h) {
+                        Ok(hm) => Some(hm),
+                        Err(e) => {
+                            self.err(f("match.hosts"), e);
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let auth = match r.auth.as_deref() {
+                None | Some("required") => AuthMode::Required,
+                Some("optional") => AuthMode::Optional,
+                Some("none") => AuthMode::None,
+                Some(other) => {
+                    self.err(
+                        f("auth"),
+                        format!("must be required, optional or none, not `{other}`"),
+                    );
+                    AuthMode::Required
+                }
+            };
+            let mut conditions = Vec::new();
+            if let Some(ra) = r.roles {
+                self.any_all(
+                    &f("roles"),
+                    ra,
+                    &mut conditions,
+                    Condition::RolesAll,
+                    Condition::RolesAny,
+                );
+            }
+            if let Some(sa) = r.scopes {
+                self.any_all(
+                    &f("scopes"),
+                    sa,
+                    &mut conditions,
+                    Condition::ScopesAll,
+                    Condition::ScopesAny,
+                );
+            }
+            if let Some(claims) = r.claims {
+                for (path, value) in claims {
+                    let field = format!("rules[{i}].claims.{path}");
+                    match yaml_to_claim_values(&value) {
+                        Some(vals) if !vals.is_empty() && !path.is_empty() => {
+                            conditions.push(Condition::Claim { path, values: vals })
+                        }
+                        _ => self.err(
+                            field,
+                            "must be a string, number or boolean, or a non-empty list of them",
+                        ),
+                    }
+                }
+            }
+            if let Some(list) = r.clients {
+                if list.is_empty() {
+                    self.err(f("clients"), "when set, must list at least one client");
+                }
+                let mut idx = Vec::new();
+                for c in &list {
+                    match client_index.get(c.as_str()) {
+                        Some(&n) => idx.push(n),
+                        None => self.err(f("clients"), format!("unknown client `{c}`")),
+                    }
+                }
+                conditions.push(Condition::Clients(idx));
+            }
+            if auth != AuthMode::Required && !conditions.is_empty() {
+                self.err(
+                    f("auth"),
+                    "roles, scopes, claims and clients conditions need `auth: required` (they can only hold for a verified token)",
+                );
+            }
+            out.push(Rule {
+                name: r.name,
+                path,
+                methods,
+                hosts,
+                auth,
+                conditions,
+            });
+        }
+        out
+    }
+
+    fn any_all(
+        &mut self,
+        field: &str,
+        ra: RawAnyAll,
+        out: &mut Vec<Condition>,
+        all: fn(Vec<String>) -> Condition,
+        any: fn(Vec<String>) -> Condition,
+    ) {
+        if ra.all_of.is_none() && ra.any_of.is_none() {
+            self.err(field, "must have any_of and/or all_of");
+        }
+        if let Some(l) = ra.all_of {
+            if l.is_empty() || l.iter().any(String::is_empty) {
+                self.err(
+                    format!("{field}.all_of"),
+                    "must be a non-empty list of non-empty names",
+                );
+            }
+            out.push(all(l));
+        }
+        if let Some(l) = ra.any_of {
+            if l.is_empty() || l.iter().any(String::is_empty) {
+                self.err(
+                    format!("{field}.any_of"),
+                    "must be a non-empty list of non-empty names",
+                );
+            }
+            out.push(any(l));
+        }
+    }
+}
+
+fn yaml_to_claim_values(v: &serde_yaml::Value) -> Option<Vec<serde_json::Value>> {
+    fn scalar(v: &serde_yaml::Value) -> Option<serde_json::Value> {
+        match v {
+            serde_yaml::Value::String(s) => Some(serde_json::Value::String(s.clone())),
+            serde_yaml::Value::Bool(b) => Some(serde_json::Value::Bool(*b)),
+            serde_yaml::Value::Number(n) => {
+                if let Some(i) = n.as_i64() {
+                    Some(serde_json::Value::from(i))
+                } else if let Some(u) = n.as_u64() {
+                    Some(serde_json::Value::from(u))
+                } else {
+                    n.as_f64()
+                        .and_then(serde_json::Number::from_f64)
+                        .map(serde_json::Value::Number)
+                }
+            }
+            _ => None,
+        }
+    }
+    match v {
+        serde_yaml::Value::Sequence(items) => items.iter().map(scalar).collect(),
+        other => scalar(other).map(|s| vec![s]),
+    }
+}
+
+/// `${VAR}` expansion; `$${` is a literal `${`.
+pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('$') {
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| "unterminated ${...}".to_string())?;
+            let name = &tail[..end];
+            if name.is_empty()
+                || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                || name.as_bytes()[0].is_ascii_digit()
+            {
+                return Err(format!(
+                    "`${{{name}}}` is not a valid environment variable reference"
+                ));
+            }
+            match env(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("environment variable {name} is not set")),
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `250ms`, `30s`, `5m`, `12h`, `1d`, or combinations such as `1h30m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration (use e.g. 250ms, 30s, 5m, 12h, 1h30m)");
+    let s_trim = s.trim();
+    if s_trim.is_empty() {
+        return Err(bad());
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s_trim;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad());
+        }
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let d = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
+            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
+            "d" => Duration::from_secs(n.checked_mul(86400).ok_or_else(bad)?),
+            _ => return Err(bad()),
+        };
+        total = total.checked_add(d).ok_or_else(bad)?;
+    }
+    Ok(total)
+}
+
+/// Only `https`, or `http` to a loopback host (tests, demos). DESIGN §5.
+pub fn check_fetch_url(url: &str) -> Result<(), String> {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Err(format!("`{url}` is not an absolute URL"));
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host_of_authority(authority);
+    if host.is_empty() {
+        return Err(format!("`{url}` has no host"));
+    }
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => Ok(()),
+        "http" if is_loopback_host(host) => Ok(()),
+        "http" => Err(format!(
+            "`{url}` must use https (http is allowed only for loopback hosts)"
+        )),
+        _ => Err(format!("`{url}` must be an https URL")),
+    }
+}
+
+/// The host part of `user@host:port` / `[v6]:port`.
+pub fn host_of_authority(authority: &str) -> &str {
+    let a = authority.rsplit('@').next().unwrap_or(authority);
+    if let Some(v6) = a.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    a.split(':').next().unwrap_or("")
+}
+
+pub fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+/// RFC 9110 token characters, lower case only (Envoy sends lower-case names).
+pub fn is_header_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b)
+        })
+}
+
+/// Headers a claim must never set: pseudo-headers, hop-by-hop, credentials, framing, routing,
+/// and our own `x-authz-client`.
+fn is_reserved_header(name: &str) -> bool {
+    matches!(
+        name,
+        "host"
+            | "authorization"
+            | "cookie"
+            | "content-length"
+            | "content-type"
+            | "transfer-encoding"
+            | "connection"
+            | "keep-alive"
+            | "upgrade"
+            | "te"
+            | "trailer"
+            | "proxy-authorization"
+            | "x-authz-client"
+            | "x-envoy-original-path"
+    ) || name.starts_with("x-envoy-")
+}
+
+fn is_cookie_name_byte(b: u8) -> bool {
+    b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+listen: { grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002 }
+token:
+  sources: [ { header: authorization }, { cookie: oidc-jwt } ]
+  max_bytes: 8192
+jwks: { refresh_interval: 5m, min_refresh_interval: 15s, max_stale: 12h, timeout: 5s }
+clients:
+  - name: core-web
+    issuer: https://sso.example.org/auth/realms/standard
+    audiences: [core-web-4414]
+    roles: [realm_access.roles]
+    headers: { x-auth-subject: sub, X-Auth-Roles: realm_access.roles }
+  - name: bcmi
+    issuer: https://sso.example.org/auth/realms/standard
+    jwks_uri: https://sso.example.org/auth/realms/standard/protocol/openid-connect/certs
+    audiences: [bcmi-1234]
+    algorithms: [RS256, ES256, EdDSA]
+    leeway: 1m
+    require_typ: at+jwt
+    authorized_parties: [bcmi-1234]
+rules:
+  - { name: health, match: { path: /healthz }, auth: none }
+  - { name: names-write, match: { prefix: /api/names, methods: [post, PUT] }, roles: { all_of: [names_editor] } }
+  - name: reports
+    match: { glob: "/api/*/reports/**", hosts: [api.example.org, "*.example.net"] }
+    roles: { any_of: [viewer, auditor] }
+    scopes: { all_of: [read] }
+    claims: { email_verified: true, "realm_access.roles": [a, b] }
+    clients: [core-web]
+  - { name: re, match: { regex: "/v[0-9]+/items" }, auth: optional }
+  - { name: api, match: { prefix: /api } }
+default: authenticated
+"#;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse_with_env(text, &|_| None) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_design_example_parses_and_compiles() {
+        let c = parse_with_env(GOOD, &|_| None).unwrap();
+        assert_eq!(c.listen.grpc.port(), 9001);
+        assert_eq!(c.token.max_bytes, 8192);
+        assert_eq!(c.token.sources.len(), 2);
+        assert_eq!(c.clients.len(), 2);
+        assert!(matches!(c.clients[0].keys, KeySource::Discovery { .. }));
+        assert!(matches!(c.clients[1].keys, KeySource::Uri(_)));
+        assert_eq!(c.clients[0].algorithms, vec![Alg::RS256]);
+        assert_eq!(c.clients[0].leeway, Duration::from_secs(30));
+        assert_eq!(c.clients[0].headers[0].0, "x-auth-roles");
+        assert_eq!(c.rules.len(), 5);
+        assert_eq!(
+            c.rules[1].methods.as_deref(),
+            Some(&["POST".to_string(), "PUT".to_string()][..])
+        );
+        assert_eq!(c.default, DefaultAction::Authenticated);
+    }
+
+    fn with(replace: &str, by: &str) -> String {
+        assert!(GOOD.contains(replace), "{replace}");
+        GOOD.replacen(replace, by, 1)
+    }
+
+    #[test]
+    fn each_invalid_config_names_its_field() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                with("max_bytes: 8192", "max_bytes: 8192\n  bogus: 1"),
+                "unknown field `bogus`",
+            ),
+            (
+                with("name: bcmi", "name: core-web"),
+                "clients[1].name: duplicate client name",
+            ),
+            (with("name: bcmi", "name: Bad_Name"), "clients[1].name"),
+            (
+                with("audiences: [bcmi-1234]", "audiences: []"),
+                "clients[1].audiences: must list",
+            ),
+            (
+                with("audiences: [bcmi-1234]", "audiences: [core-web-4414]"),
+                "clients[1].audiences: audience `core-web-4414`",
+            ),
+            (
+                with("[RS256, ES256, EdDSA]", "[RS256, HS256]"),
+                "clients[1].algorithms: `HS256`: HMAC algorithms cannot be used with keys fetched",
+            ),
+            (
+                with("[RS256, ES256, EdDSA]", "[RS1]"),
+                "clients[1].algorithms: `RS1` is not supported",
+            ),
+            (
+                with("clients: [core-web]", "clients: [nope]"),
+                "rules[2].clients: unknown client `nope`",
+            ),
+            (with("leeway: 1m", "leeway: 1 minute"), "clients[1].leeway"),
+            (with("timeout: 5s", "timeout: soon"), "jwks.timeout"),
+            (
+                with("regex: \"/v[0-9]+/items\"", "regex: \"/v[0-9+/items\""),
+                "rules[3].match.regex",
+            ),
+            (
+                with("glob: \"/api/*/reports/**\"", "glob: \"api/**x\""),
+                "rules[2].match.glob",
+            ),
+            (
+                with("prefix: /api/names", "prefix: /api/../names"),
+                "rules[1].match.prefix",
+            ),
+            (
+                with("x-auth-subject: sub", "\"bad header\": sub"),
+                "clients[0].headers.bad header",
+            ),
+            (
+                with("x-auth-subject: sub", "authorization: sub"),
+                "clients[0].headers.authorization",
+            ),
+            (
+                with("grpc: 127.0.0.1:9001", "grpc: localhost:http"),
+                "listen.grpc",
+            ),
+            (
+                with("name: health", "name: api"),
+                "rules[4].name: duplicate rule name",
+            ),
+            (
+                with("{ path: /healthz }", "{ path: /healthz, prefix: /x }"),
+                "rules[0].match: must have exactly one",
+            ),
+            (
+                with("default: authenticated", "default: allow"),
+                "default: must be",
+            ),
+            (with("auth: optional", "auth: maybe"), "rules[3].auth"),
+            (
+                with("{ all_of: [names_editor] }", "{ all_of: [] }"),
+                "rules[1].roles.all_of",
+            ),
+            (
+                with("methods: [post, PUT]", "methods: [\"GE T\"]"),
+                "rules[1].match.methods",
+            ),
+            (
+                with("hosts: [api.example.org", "hosts: [\"api.exa mple.org\""),
+                "rules[2].match.hosts",
+            ),
+            (
+                with(
+                    "issuer: https://sso.example.org/auth/realms/standard\n    audiences: [core",
+                    "issuer: http://sso.example.org/realm\n    audiences: [core",
+                ),
+                "clients[0].issuer: `http://sso.example.org/realm` must use https",
+            ),
+            (
+                with("jwks_uri: https://", "jwks_uri: ftp://"),
+                "clients[1].jwks_uri",
+            ),
+            (with("max_bytes: 8192", "max_bytes: 0"), "token.max_bytes"),
+            (
+                with("{ cookie: oidc-jwt }", "{ cookie: a, header: b }"),
+                "token.sources[1]",
+            ),
+            (
+                with("auth: none", "auth: none, roles: { any_of: [x] }"),
+                "rules[0].auth: roles",
+            ),
+            (
+                with(
+                    "claims: { email_verified: true",
+                    "claims: { email_verified: {a: 1}",
+                ),
+                "rules[2].claims.email_verified",
+            ),
+            (
+                with("refresh_interval: 5m", "refresh_interval: 1s"),
+                "jwks.refresh_interval: must not be shorter",
+            ),
+            (
+                with(
+                    "issuer: https://sso.example.org/auth/realms/standard\n    audiences: [core",
+                    "issuer: ${NOPE}\n    audiences: [core",
+                ),
+                "clients[0].issuer: environment variable NOPE is not set",
+            ),
+        ];
+        for (text, want) in cases {
+            let errs = errors(&text);
+            assert!(
+                errs.iter().any(|e| e.contains(want)),
+                "want {want:?} in {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_errors_are_reported_at_once() {
+        let text = with("audiences: [bcmi-1234]", "audiences: []")
+            .replace("default: authenticated", "default: x");
+        assert!(errors(&text).len() >= 2);
+    }
+
+    #[test]
+    fn env_expansion() {
+        let env = |k: &str| (k == "AUD").then(|| "from-env".to_string());
+        let text = with("audiences: [bcmi-1234]", "audiences: [\"${AUD}\"]");
+        let c = parse_with_env(&text, &env).unwrap();
+        assert_eq!(c.clients[1].audiences, vec!["from-env"]);
+        assert_eq!(expand_env("a$${b}c$d", &env).unwrap(), "a${b}c$d");
+        assert!(expand_env("${AUD", &env).is_err());
+        assert!(expand_env("${1X}", &env).is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172800));
+        for bad in ["", "5", "m", "5x", "-1s", "1.5s", "99999999999999999999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn fetch_urls() {
+        assert!(check_fetch_url("https://idp.example.org/x").is_ok());
+        assert!(check_fetch_url("http://127.0.0.1:8080/x").is_ok());
+        assert!(check_fetch_url("http://[::1]:8080/x").is_ok());
+        assert!(check_fetch_url("http://localhost/x").is_ok());
+        assert!(check_fetch_url("http://idp.example.org/x").is_err());
+        assert!(check_fetch_url("http://127.0.0.1.evil.org/x").is_err());
+        assert!(check_fetch_url("http://localhost@evil.org/x").is_err());
+        assert!(check_fetch_url("file:///etc/passwd").is_err());
+        assert!(check_fetch_url("idp.example.org").is_err());
+    }
+}

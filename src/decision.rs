@@ -1,0 +1,239 @@
+//! The outcome of a Check: [`Decision`] (allow or deny) and [`Reason`], the stable deny codes.
+//!
+//! Every deny has exactly one `Reason`; its code is used in the JSON body, the `x-authz-reason`
+//! header, the logs and the `reason` label of `oidc_authz_checks_total`. This module owns the one
+//! table that maps a reason to its HTTP status and description (DESIGN §6). It does no I/O.
+
+use std::fmt;
+
+/// Why a request was denied. The `code()` strings are a stable, public contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    AuthorizationHeaderMissing,
+    TokenMalformed,
+    UnknownIssuer,
+    UnknownAudience,
+    AmbiguousClient,
+    UnsupportedAlgorithm,
+    UnknownKey,
+    InvalidSignature,
+    TokenExpired,
+    TokenNotYetValid,
+    InvalidClaims,
+    KeysUnavailable,
+    InvalidPath,
+    MissingRequiredRoles,
+    MissingAValidRole,
+    InsufficientScope,
+    ClaimMismatch,
+    ClientNotAllowed,
+    NoMatchingRule,
+}
+
+/// What kind of deny a reason is, which decides the HTTP status, the gRPC code and the challenge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyKind {
+    /// 401: the caller did not prove who it is.
+    Unauthenticated,
+    /// 403: authenticated (or anonymous) but not allowed.
+    Forbidden,
+    /// 503: we cannot decide safely right now (fail closed).
+    Unavailable,
+    /// 400: the request itself is not something we will guess about.
+    BadRequest,
+}
+
+impl Reason {
+    /// Every reason, in table order (used by tests and docs).
+    pub const ALL: [Reason; 19] = [
+        Reason::AuthorizationHeaderMissing,
+        Reason::TokenMalformed,
+        Reason::UnknownIssuer,
+        Reason::UnknownAudience,
+        Reason::AmbiguousClient,
+        Reason::UnsupportedAlgorithm,
+        Reason::UnknownKey,
+        Reason::InvalidSignature,
+        Reason::TokenExpired,
+        Reason::TokenNotYetValid,
+        Reason::InvalidClaims,
+        Reason::KeysUnavailable,
+        Reason::InvalidPath,
+        Reason::MissingRequiredRoles,
+        Reason::MissingAValidRole,
+        Reason::InsufficientScope,
+        Reason::ClaimMismatch,
+        Reason::ClientNotAllowed,
+        Reason::NoMatchingRule,
+    ];
+
+    pub const fn code(self) -> &'static str {
+        match self {
+            Reason::AuthorizationHeaderMissing => "authorization_header_missing",
+            Reason::TokenMalformed => "token_malformed",
+            Reason::UnknownIssuer => "unknown_issuer",
+            Reason::UnknownAudience => "unknown_audience",
+            Reason::AmbiguousClient => "ambiguous_client",
+            Reason::UnsupportedAlgorithm => "unsupported_algorithm",
+            Reason::UnknownKey => "unknown_key",
+            Reason::InvalidSignature => "invalid_signature",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenNotYetValid => "token_not_yet_valid",
+            Reason::InvalidClaims => "invalid_claims",
+            Reason::KeysUnavailable => "keys_unavailable",
+            Reason::InvalidPath => "invalid_path",
+            Reason::MissingRequiredRoles => "missing_required_roles",
+            Reason::MissingAValidRole => "missing_a_valid_role",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::ClaimMismatch => "claim_mismatch",
+            Reason::ClientNotAllowed => "client_not_allowed",
+            Reason::NoMatchingRule => "no_matching_rule",
+        }
+    }
+
+    pub const fn kind(self) -> DenyKind {
+        match self {
+            Reason::KeysUnavailable => DenyKind::Unavailable,
+            Reason::InvalidPath => DenyKind::BadRequest,
+            Reason::MissingRequiredRoles
+            | Reason::MissingAValidRole
+            | Reason::InsufficientScope
+            | Reason::ClaimMismatch
+            | Reason::ClientNotAllowed
+            | Reason::NoMatchingRule => DenyKind::Forbidden,
+            _ => DenyKind::Unauthenticated,
+        }
+    }
+
+    pub const fn http_status(self) -> u16 {
+        match self.kind() {
+            DenyKind::Unauthenticated => 401,
+            DenyKind::Forbidden => 403,
+            DenyKind::Unavailable => 503,
+            DenyKind::BadRequest => 400,
+        }
+    }
+
+    /// One sentence for the JSON body. Static on purpose: nothing from the request is echoed.
+    pub const fn description(self) -> &'static str {
+        match self {
+            Reason::AuthorizationHeaderMissing => "Authorization header is expected.",
+            Reason::TokenMalformed => "The bearer token or the Authorization header is malformed.",
+            Reason::UnknownIssuer => "The token was issued by an issuer that is not configured.",
+            Reason::UnknownAudience => "The token's audience matches no configured client.",
+            Reason::AmbiguousClient => {
+                "The token's issuer and audience match more than one client."
+            }
+            Reason::UnsupportedAlgorithm => {
+                "The token's signing algorithm is not allowed for this client or key."
+            }
+            Reason::UnknownKey => "The token was signed with a key the issuer does not publish.",
+            Reason::InvalidSignature => "The token's signature is invalid.",
+            Reason::TokenExpired => "The token has expired.",
+            Reason::TokenNotYetValid => "The token is not valid yet.",
+            Reason::InvalidClaims => "The token's claims are invalid.",
+            Reason::KeysUnavailable => {
+                "The issuer's signing keys are unavailable; the request cannot be verified."
+            }
+            Reason::InvalidPath => "The request path is not a valid, unambiguous path.",
+            Reason::MissingRequiredRoles => "The token is missing one or more required roles.",
+            Reason::MissingAValidRole => "The token has none of the roles allowed here.",
+            Reason::InsufficientScope => "The token lacks the scope required here.",
+            Reason::ClaimMismatch => "The token's claims do not match what this route requires.",
+            Reason::ClientNotAllowed => "Tokens of this client are not allowed here.",
+            Reason::NoMatchingRule => "No rule allows this request.",
+        }
+    }
+
+    /// Whether a 401/403 carries `error="insufficient_scope"` (RFC 6750 §3.1).
+    pub const fn is_insufficient_scope(self) -> bool {
+        matches!(
+            self,
+            Reason::MissingRequiredRoles | Reason::MissingAValidRole | Reason::InsufficientScope
+        )
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A deny: the reason plus, for logs and `explain`, a static detail saying exactly what failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deny {
+    pub reason: Reason,
+    /// Static text (never request data) such as "header is not a JSON object".
+    pub detail: &'static str,
+}
+
+impl Deny {
+    pub const fn new(reason: Reason, detail: &'static str) -> Self {
+        Deny { reason, detail }
+    }
+}
+
+/// An allow: which rule let it through, the routed client (if a token was verified), and the
+/// upstream headers to set / remove.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Allow {
+    pub rule: String,
+    pub client: Option<String>,
+    pub subject: Option<String>,
+    /// Headers to set on the upstream request (overwriting any caller-supplied value).
+    pub set_headers: Vec<(String, String)>,
+    /// Headers to remove from the upstream request (spoofable names this request does not set).
+    pub remove_headers: Vec<String>,
+}
+
+/// The result of a Check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(Allow),
+    Deny {
+        deny: Deny,
+        /// The rule that matched, if any (for metrics / logs).
+        rule: Option<String>,
+        /// The client the token was routed to, if routing got that far.
+        client: Option<String>,
+        /// Whether a token was presented (decides the RFC 6750 `error=` attributes).
+        token_presented: bool,
+    },
+}
+
+impl Decision {
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            Decision::Allow(_) => None,
+            Decision::Deny { deny, .. } => Some(deny.reason),
+        }
+    }
+
+    pub fn is_allow(&self) -> bool {
+        matches!(self, Decision::Allow(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_snake_case_and_statuses_match_the_design_table() {
+        let mut seen = std::collections::HashSet::new();
+        for r in Reason::ALL {
+            assert!(seen.insert(r.code()), "duplicate code {}", r.code());
+            assert!(r.code().chars().all(|c| c.is_ascii_lowercase() || c == '_'));
+            assert!(r.description().ends_with('.'));
+        }
+        assert_eq!(Reason::AuthorizationHeaderMissing.http_status(), 401);
+        assert_eq!(Reason::TokenExpired.http_status(), 401);
+        assert_eq!(Reason::KeysUnavailable.http_status(), 503);
+        assert_eq!(Reason::InvalidPath.http_status(), 400);
+        assert_eq!(Reason::MissingRequiredRoles.http_status(), 403);
+        assert_eq!(Reason::NoMatchingRule.http_status(), 403);
+        assert!(Reason::MissingAValidRole.is_insufficient_scope());
+        assert!(!Reason::ClaimMismatch.is_insufficient_scope());
+    }
+}

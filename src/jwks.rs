@@ -1,0 +1,938 @@
+//! Key sets (JWKS): discovery, fetch, parse, cache, background refresh, unknown-kid refetch.
+//!
+//! The only module that makes outbound HTTP requests. A [`KeySet`] is shared by every client
+//! whose keys come from the same place (many SSO clients share one realm's keys). Readers get the
+//! current [`KeyState`] through an `ArcSwap` — no lock on the Check path. Keys are parsed and
+//! turned into ready verifiers once per fetch; unusable keys are skipped with a warning.
+//! Fetches are single-flight (one `tokio::sync::Mutex` per key set) and never more often than
+//! `min_refresh_interval`; a failed fetch keeps the last good keys.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
+use base64::Engine as _;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::config::{JwksSettings, check_fetch_url};
+use crate::metrics::Metrics;
+
+/// Signature algorithms we verify. HMAC is deliberately absent (public keys only).
+#[allow(clippy::upper_case_acronyms)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Alg {
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA,
+}
+
+/// JWK key types we can use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    Rsa,
+    P256,
+    P384,
+    Ed25519,
+}
+
+impl Alg {
+    pub const ALL: [Alg; 9] = [
+        Alg::RS256,
+        Alg::RS384,
+        Alg::RS512,
+        Alg::PS256,
+        Alg::PS384,
+        Alg::PS512,
+        Alg::ES256,
+        Alg::ES384,
+        Alg::EdDSA,
+    ];
+
+    /// Exact, case-sensitive names (RFC 7518): `none`, `None`, `rs256` are not algorithms here.
+    pub fn parse(s: &str) -> Option<Alg> {
+        Alg::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Alg::RS256 => "RS256",
+            Alg::RS384 => "RS384",
+            Alg::RS512 => "RS512",
+            Alg::PS256 => "PS256",
+            Alg::PS384 => "PS384",
+            Alg::PS512 => "PS512",
+            Alg::ES256 => "ES256",
+            Alg::ES384 => "ES384",
+            Alg::EdDSA => "EdDSA",
+        }
+    }
+
+    pub const fn key_type(self) -> KeyType {
+        match self {
+            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
+                KeyType::Rsa
+            }
+            Alg::ES256 => KeyType::P256,
+            Alg::ES384 => KeyType::P384,
+            Alg::EdDSA => KeyType::Ed25519,
+        }
+    }
+
+    fn verification(self) -> &'static dyn VerificationAlgorithm {
+        match self {
+            Alg::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+            Alg::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+            Alg::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+            Alg::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
+            Alg::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
+            Alg::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
+            // JWS uses the fixed-width r||s encoding (RFC 7518 §3.4), never DER.
+            Alg::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
+            Alg::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
+            Alg::EdDSA => &sig::ED25519,
+        }
+    }
+}
+
+impl fmt::Display for Alg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a client's keys come from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum KeySource {
+    /// `{issuer}/.well-known/openid-configuration` → `jwks_uri`.
+    Discovery {
+        issuer: String,
+    },
+    Uri(String),
+    /// Static keys, read when the config is loaded.
+    File(PathBuf),
+}
+
+impl KeySource {
+    /// The key set's name in metrics and logs (bounded by config).
+    pub fn id(&self) -> String {
+        match self {
+            KeySource::Discovery { issuer } => issuer.clone(),
+            KeySource::Uri(u) => u.clone(),
+            KeySource::File(p) => format!("file:{}", p.display()),
+        }
+    }
+}
+
+/// One usable public key with its verifiers built for each algorithm it may be used with.
+pub struct Key {
+    pub kid: Option<String>,
+    pub key_type: KeyType,
+    /// The JWK's own `alg`, when it named one.
+    pub alg: Option<Alg>,
+    verifiers: Vec<(Alg, ParsedPublicKey)>,
+    /// Public key bytes, to tell whether a refetch changed anything.
+    material: Vec<u8>,
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("key_type", &self.key_type)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl Key {
+    /// Is this key allowed to verify `alg` (key type, curve and the JWK's own `alg`)?
+    pub fn supports(&self, alg: Alg) -> bool {
+        self.verifiers.iter().any(|(a, _)| *a == alg)
+    }
+
+    /// Verify a signature with the pre-parsed key. `false` for a wrong signature or an
+    /// algorithm this key may not be used with.
+    pub fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
+        self.verifiers
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .is_some_and(|(_, k)| k.verify_sig(message, signature).is_ok())
+    }
+}
+
+/// A key set's keys at one moment. Replaced whole on every change (readers never lock).
+#[derive(Debug)]
+pub struct KeyState {
+    pub keys: Arc<[Key]>,
+    /// Bumped whenever the usable keys change (cache keys include it).
+    pub generation: u64,
+    /// When the last successful fetch finished (None: never loaded).
+    pub last_success: Option<Instant>,
+    pub last_success_wall: Option<SystemTime>,
+    pub last_error: Option<String>,
+}
+
+impl Default for KeyState {
+    fn default() -> Self {
+        KeyState {
+            keys: Arc::from(Vec::new()),
+            generation: 0,
+            last_success: None,
+            last_success_wall: None,
+            last_error: None,
+        }
+    }
+}
+
+impl KeyState {
+    pub fn find(&self, kid: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
+    }
+
+    pub fn loaded(&self) -> bool {
+        self.last_success.is_some()
+    }
+}
+
+/// Why a fetch failed (kept in the state for `readyz` / logs; never contains secrets).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error("request to {url} failed: {message}")]
+    Http { url: String, message: String },
+    #[error("{url} answered HTTP {status}")]
+    Status { url: String, status: u16 },
+    #[error("{url}: {message}")]
+    Body { url: String, message: String },
+    #[error("discovery document issuer `{found}` does not equal the configured issuer")]
+    IssuerMismatch { found: String },
+    #[error("{0}")]
+    Keys(String),
+}
+
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+const MAX_REMEMBERED_UNKNOWN_KIDS: usize = 4096;
+const MAX_CACHE_CONTROL_AGE: Duration = Duration::from_secs(24 * 3600);
+const NEVER: u64 = u64::MAX;
+
+/// The keys of one source, shared by every client using it.
+pub struct KeySet {
+    pub id: String,
+    source: KeySource,
+    settings: ArcSwap<JwksSettings>,
+    state: ArcSwap<KeyState>,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last fetch attempt (`NEVER` if none).
+    last_attempt_ms: AtomicU64,
+    fetch_lock: tokio::sync::Mutex<()>,
+    unknown_kids: Mutex<HashSet<String>>,
+    discovered_uri: Mutex<Option<String>>,
+    loaded_tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet").field("id", &self.id).finish()
+    }
+}
+
+impl KeySet {
+    fn new(
+        source: KeySource,
+        settings: JwksSettings,
+        http: reqwest::Client,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        KeySet {
+            id: source.id(),
+            source,
+            settings: ArcSwap::from_pointee(settings),
+            state: ArcSwap::from_pointee(KeyState::default()),
+            http,
+            metrics,
+            epoch: Instant::now(),
+            last_attempt_ms: AtomicU64::new(NEVER),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            unknown_kids: Mutex::new(HashSet::new()),
+            discovered_uri: Mutex::new(None),
+            loaded_tx: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// A key set with fixed keys (from a `jwks_file`, or built by tests).
+    pub fn from_static(id: &str, jwks: &[u8], metrics: Arc<Metrics>) -> Result<Self, FetchError> {
+        let ks = KeySet::new(
+            KeySource::File(PathBuf::from(id)),
+            JwksSettings::default(),
+            reqwest::Client::new(),
+            metrics,
+        );
+        let keys = parse_jwks(jwks, &ks.id)?;
+        ks.install(keys);
+        Ok(ks)
+    }
+
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
+    /// The current keys (lock-free).
+    pub fn state(&self) -> arc_swap::Guard<Arc<KeyState>> {
+        self.state.load()
+    }
+
+    pub fn settings(&self) -> Arc<JwksSettings> {
+        self.settings.load_full()
+    }
+
+    /// Usable right now: loaded once, and the last good fetch is not older than `max_stale`.
+    pub fn available(&self, state: &KeyState) -> bool {
+        match (&self.source, state.last_success) {
+            (_, None) => false,
+            (KeySource::File(_), Some(_)) => true,
+            (_, Some(t)) => t.elapsed() <= self.settings.load().max_stale,
+        }
+    }
+
+    /// Wait until loaded once (or `timeout`). Returns whether it is loaded.
+    pub async fn wait_loaded(&self, timeout: Duration) -> bool {
+        let mut rx = self.loaded_tx.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|l| *l))
+            .await
+            .map(|r| r.is_ok())
+            .unwrap_or(false)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(NEVER - 1)
+    }
+
+    fn cooldown_passed(&self) -> bool {
+        let last = self.last_attempt_ms.load(Ordering::Acquire);
+        if last == NEVER {
+            return true;
+        }
+        let min = u64::try_from(self.settings.load().min_refresh_interval.as_millis())
+            .unwrap_or(u64::MAX);
+        self.now_ms().saturating_sub(last) >= min
+    }
+
+    /// A token named a kid we do not have. Refetch at most once per `min_refresh_interval`
+    /// (single-flight: concurrent callers wait for the same fetch). Returns true when the keys
+    /// may have changed since the caller looked, so the caller should look again.
+    pub async fn refetch_for_unknown_kid(&self, kid: &str, seen_generation: u64) -> bool {
+        self.metrics.jwks_unknown_kid(&self.id);
+        if matches!(self.source, KeySource::File(_)) {
+            return false;
+        }
+        if self.state.load().generation != seen_generation {
+            return true;
+        }
+        if lock(&self.unknown_kids).contains(kid) || !self.cooldown_passed() {
+            return false;
+        }
+        let _guard = self.fetch_lock.lock().await;
+        if self.state.load().generation != seen_generation {
+            return true; // another request's fetch finished while we waited
+        }
+        if !self.cooldown_passed() {
+            return false;
+        }
+        let ok = self.fetch_locked().await.is_ok();
+        let st = self.state.load();
+        if st.find(kid).is_none() {
+            let mut unknown = lock(&self.unknown_kids);
+            if unknown.len() < MAX_REMEMBERED_UNKNOWN_KIDS {
+                unknown.insert(kid.to_owned());
+            }
+        }
+        ok && st.generation != seen_generation
+    }
+
+    /// Fetch now (single-flight), regardless of the cooldown. Used by the refresh loop.
+    pub async fn fetch(&self) -> Result<Option<Duration>, FetchError> {
+        let _guard = self.fetch_lock.lock().await;
+        self.fetch_locked().await
+    }
+
+    async fn fetch_locked(&self) -> Result<Option<Duration>, FetchError> {
+        self.last_attempt_ms.store(self.now_ms(), Ordering::Release);
+        let result = self.fetch_inner().await;
+        match &result {
+            Ok((keys, _)) => {
+                self.metrics.jwks_fetch(&self.id, true);
+                tracing::info!(key_set = %self.id, keys = keys.len(), "key set fetched");
+            }
+            Err(e) => {
+                self.metrics.jwks_fetch(&self.id, false);
+                tracing::warn!(key_set = %self.id, error = %e, "key set fetch failed; keeping the last good keys");
+                let old = self.state.load();
+                self.state.store(Arc::new(KeyState {
+                    keys: old.keys.clone(),
+                    generation: old.generation,
+                    last_success: old.last_success,
+                    last_success_wall: old.last_success_wall,
+                    last_error: Some(e.to_string()),
+                }));
+            }
+        }
+        result.map(|(keys, max_age)| {
+            self.install(keys);
+            max_age
+        })
+    }
+
+    fn install(&self, keys: Vec<Key>) {
+        let old = self.state.load();
+        let changed = old.keys.len() != keys.len()
+            || old
+                .keys
+                .iter()
+                .zip(keys.iter())
+                .any(|(a, b)| a.kid != b.kid || a.material != b.material);
+        let generation = if changed {
+            old.generation + 1
+        } else {
+            old.generation
+        };
+        self.metrics.jwks_loaded(&self.id, keys.len());
+        self.state.store(Arc::new(KeyState {
+            keys: Arc::from(keys),
+            generation,
+            last_success: Some(Instant::now()),
+            last_success_wall: Some(SystemTime::now()),
+            last_error: None,
+        }));
+        lock(&self.unknown_kids).clear();
+        self.loaded_tx.send_replace(true);
+    }
+
+    async fn fetch_inner(&self) -> Result<(Vec<Key>, Option<Duration>), FetchError> {
+        let settings = self.settings.load_full();
+        let uri = match &self.source {
+            KeySource::Uri(u) => u.clone(),
+            KeySource::Discovery { issuer } => {
+                let cached = lock(&self.discovered_uri).clone();
+                match cached {
+                    Some(u) => u,
+                    None => {
+                        let u = self.discover(issuer, settings.timeout).await?;
+                        *lock(&self.discovered_uri) = Some(u.clone());
+                        u
+                    }
+                }
+            }
+            KeySource::File(p) => {
+                let bytes = std::fs::read(p)
+                    .map_err(|e| FetchError::Keys(format!("{}: {e}", p.display())))?;
+                return Ok((parse_jwks(&bytes, &self.id)?, None));
+            }
+        };
+        let (body, max_age) = match self.get(&uri, settings.timeout).await {
+            Err(FetchError::Status { status: 404, url }) => {
+                // The IdP may have moved its keys: discover again next time.
+                *lock(&self.discovered_uri) = None;
+                return Err(FetchError::Status { status: 404, url });
+            }
+            other => other?,
+        };
+        Ok((parse_jwks(&body, &self.id)?, max_age))
+    }
+
+    async fn discover(&self, issuer: &str, timeout: Duration) -> Result<String, FetchError> {
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            issuer.trim_end_matches('/')
+        );
+        let (body, _) = self.get(&url, timeout).await?;
+        let doc = crate::token::strict_object(&body).map_err(|e| FetchError::Body {
+            url: url.clone(),
+            message: format!("not a JSON object: {e}"),
+        })?;
+        let found = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
+        if found != issuer {
+            return Err(FetchError::IssuerMismatch {
+                found: found.chars().take(200).collect(),
+            });
+        }
+        let jwks_uri =
+            doc.get("jwks_uri")
+                .and_then(Value::as_str)
+                .ok_or_else(|| FetchError::Body {
+                    url: url.clone(),
+                    message: "no jwks_uri".into(),
+                })?;
+        check_fetch_url(jwks_uri).map_err(|m| FetchError::Body {
+            url,
+            message: format!("jwks_uri: {m}"),
+        })?;
+        Ok(jwks_uri.to_owned())
+    }
+
+    /// GET with a timeout, a body cap, and the Cache-Control max-age if any.
+    async fn get(
+        &self,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
+        let http_err = |e: reqwest::Error| FetchError::Http {
+            url: url.to_owned(),
+            message: error_chain(&e),
+        };
+        let mut resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(http_err)?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(FetchError::Status {
+                url: url.to_owned(),
+                status,
+            });
+        }
+        let max_age = resp
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_max_age);
+        let mut body = Vec::new();
+        while let Some(chunk) = tokio::time::timeout(timeout, resp.chunk())
+            .await
+            .map_err(|_| FetchError::Http {
+                url: url.to_owned(),
+                message: "timed out reading the body".into(),
+            })?
+            .map_err(http_err)?
+        {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(FetchError::Body {
+                    url: url.to_owned(),
+                    message: "body larger than 1 MiB".into(),
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, max_age))
+    }
+
+    /// How long to wait before the next background refresh after a fetch.
+    fn next_delay(&self, result: &Result<Option<Duration>, FetchError>, failures: u32) -> Duration {
+        let s = self.settings.load();
+        match result {
+            Ok(max_age) => match max_age {
+                Some(age) => (*age).clamp(s.min_refresh_interval, MAX_CACHE_CONTROL_AGE),
+                None => s.refresh_interval,
+            },
+            Err(_) => {
+                // Exponential backoff from 1s, capped at refresh_interval, with ±20% jitter.
+                let base = Duration::from_secs(1u64 << failures.min(16)).min(s.refresh_interval);
+                jitter(base)
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn jitter(d: Duration) -> Duration {
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let factor = 0.8 + (r % 1000) as f64 / 2500.0; // 0.8 ..= 1.2
+    d.mul_f64(factor)
+}
+
+/// `Cache-Control: max-age=N` (the first one).
+pub fn parse_max_age(v: &str) -> Option<Duration> {
+    v.split(',').find_map(|d| {
+        let (k, val) = d.trim().split_once('=')?;
+        if k.trim().eq_ignore_ascii_case("max-age") {
+            val.trim()
+                .trim_matches('"')
+                .parse::<u64>()
+                .ok()
+                .map(Duration::from_secs)
+        } else {
+            None
+        }
+    })
+}
+
+/// Parse a JWKS document; skip (with a warning) every key we cannot or must not use.
+/// A document with no usable key at all is an error (the last good keys are kept).
+pub fn parse_jwks(bytes: &[u8], key_set: &str) -> Result<Vec<Key>, FetchError> {
+    let doc = crate::token::strict_object(bytes)
+        .map_err(|e| FetchError::Keys(format!("JWKS is not a JSON object: {e}")))?;
+    let Some(Value::Array(items)) = doc.get("keys") else {
+        return Err(FetchError::Keys("JWKS has no `keys` array".into()));
+    };
+    let mut keys: Vec<Key> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        match parse_jwk(item) {
+            Ok(k) => {
+                if k.kid.is_some() && keys.iter().any(|o| o.kid == k.kid) {
+                    tracing::warn!(key_set, index = i, kid = ?k.kid, "duplicate kid in JWKS; keeping the first");
+                    continue;
+                }
+                keys.push(k);
+            }
+            Err(why) => tracing::warn!(key_set, index = i, reason = why, "skipping unusable JWK"),
+        }
+    }
+    if keys.is_empty() {
+        return Err(FetchError::Keys("JWKS has no usable signing key".into()));
+    }
+    Ok(keys)
+}
+
+fn b64_field(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Vec<u8>, &'static str> {
+    let s = obj
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or("a required member is missing")?;
+    // Tolerate padding in key material (some IdPs pad); the alphabet must be base64url.
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s.trim_end_matches('='))
+        .map_err(|_| "a member is not base64url")
+}
+
+/// One JWK → a usable key, or why not.
+pub fn parse_jwk(v: &Value) -> Result<Key, &'static str> {
+    let obj = v.as_object().ok_or("not a JSON object")?;
+    let text = |n: &str| obj.get(n).and_then(Value::as_str);
+    if let Some(u) = obj.get("use") {
+        if u.as_str() != Some("sig") {
+            return Err("use is not sig");
+        }
+    }
+    if let Some(ops) = obj.get("key_ops") {
+        let ok = ops
+            .as_array()
+            .is_some_and(|a| a.iter().any(|o| o.as_str() == Some("verify")));
+        if !ok {
+            return Err("key_ops does not include verify");
+        }
+    }
+    let kid = match obj.get("kid") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err("kid is not a string"),
+    };
+    let jwk_alg = match obj.get("alg") {
+        None => None,
+        Some(Value::String(s)) => {
+            Some(Alg::parse(s).ok_or("alg is not a supported signature algorithm")?)
+        }
+        Some(_) => return Err("alg is not a string"),
+    };
+    let (key_type, material) = match text("kty") {
+        Some("RSA") => {
+            let n = b64_field(obj, "n")?;
+            let e = b64_field(obj, "e")?;
+            let n = strip_leading_zeros(&n);
+            let e = strip_leading_zeros(&e);
+            let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
+            if bits < 2048 {
+                return Err("RSA modulus shorter than 2048 bits");
+            }
+            if bits > 8192 {
+                return Err("RSA modulus longer than 8192 bits");
+            }
+            if e.is_empty() {
+                return Err("RSA exponent is zero");
+            }
+            (KeyType::Rsa, rsa_public_key_der(n, e))
+        }
+        Some("EC") => {
+            let (kt, len) = match text("crv") {
+                Some("P-256") => (KeyType::P256, 32),
+                Some("P-384") => (KeyType::P384, 48),
+                _ => return Err("unsupported EC curve"),
+            };
+            let x = b64_field(obj, "x")?;
+            let y = b64_field(obj, "y")?;
+            if x.len() != len || y.len() != len {
+                return Err("EC coordinates have the wrong length");
+            }
+            let mut point = Vec::with_capacity(1 + 2 * len);
+            point.push(4);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            (kt, point)
+        }
+        Some("OKP") => {
+            if text("crv") != Some("Ed25519") {
+                return Err("unsupported OKP curve");
+            }
+            let x = b64_field(obj, "x")?;
+            if x.len() != 32 {
+                return Err("Ed25519 key has the wrong length");
+            }
+            (KeyType::Ed25519, x)
+        }
+        Some("oct") => return Err("symmetric (oct) keys are never used"),
+        _ => return Err("unknown kty"),
+    };
+    if let Some(a) = jwk_alg {
+        if a.key_type() != key_type {
+            return Err("alg does not fit the key type");
+        }
+    }
+    let mut verifiers = Vec::new();
+    for alg in Alg::ALL {
+        if alg.key_type() != key_type || jwk_alg.is_some_and(|a| a != alg) {
+            continue;
+        }
+        let parsed = ParsedPublicKey::new(alg.verification(), &material)
+            .map_err(|_| "the key material is invalid")?;
+        verifiers.push((alg, parsed));
+    }
+    Ok(Key {
+        kid,
+        key_type,
+        alg: jwk_alg,
+        verifiers,
+        material,
+    })
+}
+
+fn strip_leading_zeros(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|&&x| x == 0).count();
+    &b[n..]
+}
+
+/// DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (PKCS#1).
+fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+    fn integer(out: &mut Vec<u8>, v: &[u8]) {
+        let pad = v.first().is_some_and(|b| b & 0x80 != 0);
+        out.push(0x02);
+        der_len(out, v.len() + usize::from(pad));
+        if pad {
+            out.push(0);
+        }
+        out.extend_from_slice(v);
+    }
+    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
+    integer(&mut body, n);
+    integer(&mut body, e);
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.push(0x30);
+    der_len(&mut out, body.len());
+    out.extend_from_slice(&body);
+    out
+}
+
+fn der_len(out: &mut Vec<u8>, len: usize) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|&&b| b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+/// All key sets of the running process, keyed by source, kept across config reloads so that a
+/// reload does not refetch (or forget) keys that did not change.
+pub struct KeyRegistry {
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    sets: Mutex<Vec<Weak<KeySet>>>,
+}
+
+impl KeyRegistry {
+    pub fn new(metrics: Arc<Metrics>, ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        Ok(KeyRegistry {
+            http: http_client(ca_file)?,
+            metrics,
+            sets: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The key set for `source`, shared if one exists. Remote key sets start their background
+    /// refresh task (which fetches at once); file key sets are read now (an error is returned).
+    pub fn key_set(
+        &self,
+        source: &KeySource,
+        settings: &JwksSettings,
+    ) -> Result<Arc<KeySet>, FetchError> {
+        if let KeySource::File(p) = source {
+            let bytes =
+                std::fs::read(p).map_err(|e| FetchError::Keys(format!("{}: {e}", p.display())))?;
+            let ks = KeySet::new(
+                source.clone(),
+                settings.clone(),
+                self.http.clone(),
+                self.metrics.clone(),
+            );
+            ks.install(parse_jwks(&bytes, &ks.id)?);
+            return Ok(Arc::new(ks));
+        }
+        let mut sets = lock(&self.sets);
+        sets.retain(|w| w.strong_count() > 0);
+        if let Some(existing) = sets
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|k| &k.source == source)
+        {
+            existing.settings.store(Arc::new(settings.clone()));
+            return Ok(existing);
+        }
+        let ks = Arc::new(KeySet::new(
+            source.clone(),
+            settings.clone(),
+            self.http.clone(),
+            self.metrics.clone(),
+        ));
+        sets.push(Arc::downgrade(&ks));
+        tokio::spawn(refresh_loop(Arc::downgrade(&ks)));
+        Ok(ks)
+    }
+}
+
+/// Background refresh: fetch now, then every refresh interval (or max-age), with backoff on
+/// failure. Ends when the key set is no longer used by any config.
+async fn refresh_loop(weak: Weak<KeySet>) {
+    let mut failures: u32 = 0;
+    loop {
+        let delay = {
+            let Some(ks) = weak.upgrade() else { return };
+            let result = ks.fetch().await;
+            failures = if result.is_ok() {
+                0
+            } else {
+                failures.saturating_add(1)
+            };
+            ks.next_delay(&result, failures.saturating_sub(1))
+        };
+        tokio::time::sleep(delay).await;
+    }
+}
+
+fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
+    // Redirects only within the same scheme, host and port; never to another host.
+    let policy = reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first();
+        let same = first.is_some_and(|f| {
+            f.scheme() == attempt.url().scheme()
+                && f.host_str() == attempt.url().host_str()
+                && f.port_or_known_default() == attempt.url().port_or_known_default()
+        });
+        if same && attempt.previous().len() < 5 {
+            attempt.follow()
+        } else {
+            attempt.stop()
+        }
+    });
+    let mut b = reqwest::Client::builder()
+        .redirect(policy)
+        .no_proxy()
+        .user_agent(concat!("oidc-authz/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(path) = ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("jwks.ca_file {}: {e}", path.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("jwks.ca_file {}: {e}", path.display()))?;
+        b = b.tls_certs_merge(certs);
+    }
+    b.build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn der_lengths() {
+        let mut v = Vec::new();
+        der_len(&mut v, 0x7f);
+        assert_eq!(v, [0x7f]);
+        v.clear();
+        der_len(&mut v, 0x80);
+        assert_eq!(v, [0x81, 0x80]);
+        v.clear();
+        der_len(&mut v, 0x1234);
+        assert_eq!(v, [0x82, 0x12, 0x34]);
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped() {
+        let b = |n: usize| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vec![0xffu8; n]);
+        let cases = [
+            json!({"kty": "oct", "k": "c2VjcmV0"}),
+            json!({"kty": "RSA", "use": "enc", "n": b(256), "e": "AQAB"}),
+            json!({"kty": "RSA", "n": b(128), "e": "AQAB"}),
+            json!({"kty": "EC", "crv": "P-521", "x": b(66), "y": b(66)}),
+            json!({"kty": "EC", "crv": "secp256k1", "x": b(32), "y": b(32)}),
+            json!({"kty": "OKP", "crv": "X25519", "x": b(32)}),
+            json!({"kty": "XYZ"}),
+            json!({"kty": "RSA", "alg": "HS256", "n": b(256), "e": "AQAB"}),
+            json!({"kty": "RSA", "alg": "ES256", "n": b(256), "e": "AQAB"}),
+            json!({"kty": "RSA", "key_ops": ["encrypt"], "n": b(256), "e": "AQAB"}),
+            json!("not an object"),
+        ];
+        for c in &cases {
+            assert!(parse_jwk(c).is_err(), "{c}");
+        }
+        let doc = json!({"keys": cases}).to_string();
+        assert!(
+            parse_jwks(doc.as_bytes(), "t").is_err(),
+            "no usable key is an error"
+        );
+        assert!(parse_jwks(b"{\"keys\": 1}", "t").is_err());
+        assert!(parse_jwks(b"[]", "t").is_err());
+    }
+
+    #[test]
+    fn max_age() {
+        assert_eq!(
+            parse_max_age("public, max-age=600"),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(parse_max_age("no-store"), None);
+        assert_eq!(parse_max_age("max-age=abc"), None);
+    }
+
+    #[test]
+    fn alg_names_are_exact() {
+        assert_eq!(Alg::parse("RS256"), Some(Alg::RS256));
+        for bad in ["none", "None", "NONE", "rs256", "HS256", "", "RS256 "] {
+            assert_eq!(Alg::parse(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! oidc-authz: an Envoy / Istio external-authorization (ext_authz gRPC) server for OIDC bearer
+//! tokens. It routes each token to one configured client by exact `iss` + `aud`, verifies it
+//! against cached, rotated JWKS, applies path-keyed rules and answers allow or deny.
+//!
+//! Layout (pure core, I/O shell):
+//! - [`config`]   YAML schema → validated, compiled [`config::Config`]; errors name the field
+//! - [`token`]    find the token in the request; split / base64url / strict JSON
+//! - [`jwks`]     key sets: discovery, fetch, refresh, unknown-kid refetch (the only HTTP client)
+//! - [`snapshot`] one config generation with its shared key sets, swapped atomically
+//! - [`verify`]   route token → client; header, signature and claim checks
+//! - [`policy`]   path normalisation, rule matching, role / scope / claim conditions
+//! - [`check`]    the decision path of one Check, composing the above
+//! - [`decision`] `Decision`, `Reason` (stable codes, HTTP status, description)
+//! - [`service`]  tonic `Authorization` impl: CheckRequest → decision → CheckResponse
+//! - [`state`]    the current snapshot, metrics, key registry, draining flag
+//! - [`admin`]    HTTP `/healthz` `/readyz` `/metrics`
+//! - [`server`]   binds / serves / drains both listeners
+//! - [`metrics`]  the `Metrics` struct owning its Prometheus registry
+//! - [`selftest`] startup check that exactly one crypto backend is active
+//! - [`testkit`]  keys and tokens for tests, benches and the demo (never used by `serve`)
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod check;
+pub mod config;
+pub mod decision;
+pub mod jwks;
+pub mod metrics;
+pub mod policy;
+pub mod selftest;
+pub mod server;
+pub mod service;
+pub mod snapshot;
+pub mod state;
+pub mod testkit;
+pub mod token;
+pub mod verify;

@@ -1,0 +1,226 @@
+//! Prometheus metrics (DESIGN §7). A [`Metrics`] value owns its own registry and is passed to
+//! whoever records; there is no process-global recorder, so tests never share counters.
+//! Label values are bounded by the config (client, rule, key set names and reason codes),
+//! never request data.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+use crate::decision::Decision;
+
+pub struct Metrics {
+    registry: Registry,
+    checks: IntCounterVec,
+    check_duration: Histogram,
+    jwks_fetches: IntCounterVec,
+    jwks_keys: IntGaugeVec,
+    jwks_last_success: IntGaugeVec,
+    jwks_unknown_kid: IntCounterVec,
+    pub token_cache_hit: IntCounter,
+    pub token_cache_miss: IntCounter,
+    config_reloads: IntCounterVec,
+    config_last_reload_success: IntGauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help).namespace("oidc_authz")
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        // Every name and label set below is a static, valid definition: registration cannot fail
+        // except on a programming error caught by the unit test.
+        Self::try_new().expect("static metric definitions are valid")
+    }
+
+    fn try_new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let checks = IntCounterVec::new(
+            opts(
+                "checks_total",
+                "Check decisions by outcome, reason, client and rule.",
+            ),
+            &["decision", "reason", "client", "rule"],
+        )?;
+        let check_duration = Histogram::with_opts(
+            HistogramOpts::new("check_duration_seconds", "Time to decide one Check.")
+                .namespace("oidc_authz")
+                .buckets(vec![
+                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25,
+                    1.0, 5.0,
+                ]),
+        )?;
+        let jwks_fetches = IntCounterVec::new(
+            opts("jwks_fetches_total", "Key set fetches by result."),
+            &["key_set", "result"],
+        )?;
+        let jwks_keys = IntGaugeVec::new(
+            opts("jwks_keys", "Usable keys in the key set."),
+            &["key_set"],
+        )?;
+        let jwks_last_success = IntGaugeVec::new(
+            opts(
+                "jwks_last_success_timestamp_seconds",
+                "Unix time of the last successful fetch.",
+            ),
+            &["key_set"],
+        )?;
+        let jwks_unknown_kid = IntCounterVec::new(
+            opts(
+                "jwks_unknown_kid_total",
+                "Tokens whose kid was not in the key set.",
+            ),
+            &["key_set"],
+        )?;
+        let cache = IntCounterVec::new(
+            opts(
+                "token_cache_requests_total",
+                "Verified-token cache lookups.",
+            ),
+            &["result"],
+        )?;
+        let config_reloads = IntCounterVec::new(
+            opts("config_reloads_total", "Config reloads by result."),
+            &["result"],
+        )?;
+        let config_last_reload_success = IntGauge::with_opts(opts(
+            "config_last_reload_success",
+            "1 if the last config (re)load succeeded, else 0.",
+        ))?;
+        let build_info = IntGaugeVec::new(opts("build_info", "Build information."), &["version"])?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        registry.register(Box::new(checks.clone()))?;
+        registry.register(Box::new(check_duration.clone()))?;
+        registry.register(Box::new(jwks_fetches.clone()))?;
+        registry.register(Box::new(jwks_keys.clone()))?;
+        registry.register(Box::new(jwks_last_success.clone()))?;
+        registry.register(Box::new(jwks_unknown_kid.clone()))?;
+        registry.register(Box::new(cache.clone()))?;
+        registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(config_last_reload_success.clone()))?;
+        registry.register(Box::new(build_info))?;
+        for r in ["ok", "error"] {
+            config_reloads.with_label_values(&[r]);
+        }
+        Ok(Metrics {
+            registry,
+            checks,
+            check_duration,
+            jwks_fetches,
+            jwks_keys,
+            jwks_last_success,
+            jwks_unknown_kid,
+            token_cache_hit: cache.with_label_values(&["hit"]),
+            token_cache_miss: cache.with_label_values(&["miss"]),
+            config_reloads,
+            config_last_reload_success,
+        })
+    }
+
+    pub fn record_check(&self, decision: &Decision, seconds: f64) {
+        let (d, reason, client, rule) = match decision {
+            Decision::Allow(a) => (
+                "allow",
+                "",
+                a.client.as_deref().unwrap_or(""),
+                a.rule.as_str(),
+            ),
+            Decision::Deny {
+                deny, rule, client, ..
+            } => (
+                "deny",
+                deny.reason.code(),
+                client.as_deref().unwrap_or(""),
+                rule.as_deref().unwrap_or(""),
+            ),
+        };
+        self.checks
+            .with_label_values(&[d, reason, client, rule])
+            .inc();
+        self.check_duration.observe(seconds);
+    }
+
+    pub fn jwks_fetch(&self, key_set: &str, ok: bool) {
+        self.jwks_fetches
+            .with_label_values(&[key_set, if ok { "ok" } else { "error" }])
+            .inc();
+    }
+
+    pub fn jwks_loaded(&self, key_set: &str, keys: usize) {
+        self.jwks_keys
+            .with_label_values(&[key_set])
+            .set(i64::try_from(keys).unwrap_or(i64::MAX));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        self.jwks_last_success
+            .with_label_values(&[key_set])
+            .set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+
+    pub fn jwks_unknown_kid(&self, key_set: &str) {
+        self.jwks_unknown_kid.with_label_values(&[key_set]).inc();
+    }
+
+    pub fn config_reload(&self, ok: bool) {
+        self.config_reloads
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+        self.config_last_reload_success.set(i64::from(ok));
+    }
+
+    /// Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let encoder = TextEncoder::new();
+        if let Err(e) = encoder.encode(&self.registry.gather(), &mut buf) {
+            tracing::error!(error = %e, "cannot encode metrics");
+        }
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// The value of `oidc_authz_checks_total` for one label set (tests, explain).
+    pub fn checks_count(&self, decision: &str, reason: &str, client: &str, rule: &str) -> u64 {
+        self.checks
+            .with_label_values(&[decision, reason, client, rule])
+            .get()
+    }
+
+    pub fn jwks_fetch_count(&self, key_set: &str, ok: bool) -> u64 {
+        self.jwks_fetches
+            .with_label_values(&[key_set, if ok { "ok" } else { "error" }])
+            .get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_and_renders() {
+        let m = Metrics::new();
+        m.jwks_fetch("k", true);
+        let text = m.render();
+        assert!(text.contains("oidc_authz_build_info{version="));
+        assert!(text.contains("oidc_authz_jwks_fetches_total{key_set=\"k\",result=\"ok\"} 1"));
+        assert!(text.contains("# TYPE oidc_authz_check_duration_seconds histogram"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Serving: the gRPC listener (Authorization + grpc.health.v1) and the admin listener, started
+//! from already-bound sockets so tests can use `127.0.0.1:0`, and stopped by one shutdown
+//! future: readiness drops at once, then both servers stop accepting and drain.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::service::AuthzService;
+use crate::state::ServerState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("gRPC server: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("admin server: {0}")]
+    Admin(std::io::Error),
+}
+
+/// Serve until `shutdown` completes, then drain in-flight Checks and return.
+pub async fn run(
+    state: Arc<ServerState>,
+    grpc: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AuthorizationServer<AuthzService>>()
+        .await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let drain_state = state.clone();
+    let drain_health = health.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        // Readiness first, so load balancers stop sending before we stop accepting.
+        drain_state.start_draining();
+        drain_health
+            .set_not_serving::<AuthorizationServer<AuthzService>>()
+            .await;
+        drain_health
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        let _ = stop_tx.send(true);
+    });
+
+    let authz = AuthorizationServer::new(AuthzService::new(state.clone()));
+    let mut rx1 = stop_rx.clone();
+    let grpc_fut = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .add_service(health_service)
+        .add_service(authz)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+            let _ = rx1.wait_for(|s| *s).await;
+        });
+
+    let mut rx2 = stop_rx.clone();
+    let admin_fut = axum::serve(admin, crate::admin::router(state.clone()))
+        .with_graceful_shutdown(async move {
+            let _ = rx2.wait_for(|s| *s).await;
+        })
+        .into_future();
+
+    let (g, a) = tokio::join!(grpc_fut, admin_fut);
+    g?;
+    a.map_err(ServeError::Admin)?;
+    Ok(())
+}
+
+/// A server running in the background (tests, demo).
+pub struct RunningServer {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub state: Arc<ServerState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningServer {
+    /// Bind both listeners (use port 0 for tests) and serve in the background.
+    pub async fn start(
+        state: Arc<ServerState>,
+        grpc: SocketAddr,
+        admin: SocketAddr,
+    ) -> std::io::Result<Self> {
+        let grpc = TcpListener::bind(grpc).await?;
+        let admin = TcpListener::bind(admin).await?;
+        let (grpc_addr, admin_addr) = (grpc.local_addr()?, admin.local_addr()?);
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let join = tokio::spawn(run(state.clone(), grpc, admin, async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningServer {
+            grpc_addr,
+            admin_addr,
+            state,
+            stop: Some(tx),
+            join,
+        })
+    }
+
+    /// Trigger the graceful shutdown and wait for it.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.join.await {
+            Ok(r) => r,
+            Err(e) => Err(ServeError::Admin(std::io::Error::other(e))),
+        }
+    }
+}

@@ -1,0 +1,240 @@
+//! The gRPC `envoy.service.auth.v3.Authorization/Check` service.
+//!
+//! Converts a `CheckRequest` into a [`CheckInput`] at the top, runs [`check::decide`] on the
+//! current snapshot, and converts the [`Decision`] into a `CheckResponse` in exactly two helpers
+//! ([`allow_response`], [`deny_response`]). It never answers with a transport error: a bad
+//! request is a deny inside a normal CheckResponse, so Envoy's `failure_mode_allow` never
+//! decides for us.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use envoy_types::ext_authz::v3::pb::{
+    Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
+};
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use envoy_types::pb::google::rpc;
+
+use crate::check::{self, CheckInput, lower_name};
+use crate::decision::{Allow, Decision, DenyKind, Reason};
+use crate::state::ServerState;
+use crate::token::Headers;
+
+/// The Authorization service; cheap to clone (shares the server state).
+#[derive(Clone)]
+pub struct AuthzService {
+    state: Arc<ServerState>,
+}
+
+impl AuthzService {
+    pub fn new(state: Arc<ServerState>) -> Self {
+        AuthzService { state }
+    }
+
+    /// Decide one CheckRequest (also used directly by handler tests).
+    pub async fn decide(&self, req: &CheckRequest) -> Decision {
+        let snap = self.state.snapshot();
+        let http = req
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref());
+        let Some(http) = http else {
+            return Decision::Deny {
+                deny: crate::decision::Deny::new(
+                    Reason::InvalidPath,
+                    "the CheckRequest has no HTTP request attributes",
+                ),
+                rule: None,
+                client: None,
+                token_presented: false,
+            };
+        };
+        // Names from header_map may arrive in any case; lower-case them once here.
+        let mut lowered: Vec<(std::borrow::Cow<'_, str>, &str)> = Vec::new();
+        let mut headers = Headers::with_capacity(http.headers.len());
+        match &http.header_map {
+            Some(map) if !map.headers.is_empty() => {
+                for h in &map.headers {
+                    // raw_value is bytes; a header that is not UTF-8 is kept as "!" (never a token)
+                    let v = if h.raw_value.is_empty() {
+                        h.value.as_str()
+                    } else {
+                        std::str::from_utf8(&h.raw_value).unwrap_or("!")
+                    };
+                    lowered.push((lower_name(&h.key), v));
+                }
+                for (k, v) in &lowered {
+                    headers.push(k, v);
+                }
+            }
+            _ => {
+                for (k, v) in &http.headers {
+                    headers.push(k, v);
+                }
+            }
+        }
+        let input = CheckInput {
+            method: &http.method,
+            host: &http.host,
+            path: &http.path,
+            headers,
+        };
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        check::decide(&snap, &input, now).await
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for AuthzService {
+    async fn check(
+        &self,
+        request: tonic::Request<CheckRequest>,
+    ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let started = Instant::now();
+        let req = request.into_inner();
+        let request_id = req
+            .attributes
+            .as_ref()
+            .and_then(|a| a.request.as_ref())
+            .and_then(|r| r.http.as_ref())
+            .map(|h| h.id.as_str())
+            .unwrap_or("");
+        let decision = self.decide(&req).await;
+        let elapsed = started.elapsed();
+        self.state
+            .metrics
+            .record_check(&decision, elapsed.as_secs_f64());
+        match &decision {
+            Decision::Allow(a) => tracing::debug!(
+                request_id,
+                client = a.client.as_deref().unwrap_or(""),
+                rule = %a.rule,
+                latency_us = elapsed.as_micros() as u64,
+                "allow"
+            ),
+            Decision::Deny {
+                deny, rule, client, ..
+            } => tracing::info!(
+                request_id,
+                client = client.as_deref().unwrap_or(""),
+                rule = rule.as_deref().unwrap_or(""),
+                reason = deny.reason.code(),
+                detail = deny.detail,
+                latency_us = elapsed.as_micros() as u64,
+                "deny"
+            ),
+        }
+        Ok(tonic::Response::new(response(&decision)))
+    }
+}
+
+/// Decision → CheckResponse.
+pub fn response(decision: &Decision) -> CheckResponse {
+    match decision {
+        Decision::Allow(a) => allow_response(a),
+        Decision::Deny {
+            deny,
+            token_presented,
+            ..
+        } => deny_response(deny.reason, *token_presented),
+    }
+}
+
+fn header(key: &str, value: &str) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            raw_value: Vec::new(),
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    }
+}
+
+fn string_value(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_owned())),
+    }
+}
+
+/// Allow: set the verified claim headers (overwriting any caller-supplied value), remove the
+/// other spoofable ones, and hand `{client, rule, sub}` to Envoy's dynamic metadata.
+pub fn allow_response(a: &Allow) -> CheckResponse {
+    let mut fields = HashMap::with_capacity(3);
+    fields.insert("rule".to_owned(), string_value(&a.rule));
+    if let Some(c) = &a.client {
+        fields.insert("client".to_owned(), string_value(c));
+    }
+    if let Some(s) = &a.subject {
+        fields.insert("sub".to_owned(), string_value(s));
+    }
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: tonic::Code::Ok as i32,
+            ..Default::default()
+        }),
+        dynamic_metadata: Some(Struct { fields }),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers: a.set_headers.iter().map(|(k, v)| header(k, v)).collect(),
+            headers_to_remove: a.remove_headers.clone(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// Deny: gRPC status, HTTP status, JSON body `{code, description}`, `x-authz-reason`, and the
+/// RFC 6750 challenge on 401 (and on 403 for role/scope failures).
+pub fn deny_response(reason: Reason, token_presented: bool) -> CheckResponse {
+    let (grpc, http) = match reason.kind() {
+        DenyKind::Unauthenticated => (tonic::Code::Unauthenticated, HttpStatusCode::Unauthorized),
+        DenyKind::Forbidden => (tonic::Code::PermissionDenied, HttpStatusCode::Forbidden),
+        DenyKind::Unavailable => (tonic::Code::Unavailable, HttpStatusCode::ServiceUnavailable),
+        DenyKind::BadRequest => (tonic::Code::InvalidArgument, HttpStatusCode::BadRequest),
+    };
+    let body =
+        serde_json::json!({"code": reason.code(), "description": reason.description()}).to_string();
+    let mut headers = vec![
+        header("content-type", "application/json"),
+        header("x-authz-reason", reason.code()),
+    ];
+    if let Some(challenge) = challenge(reason, token_presented) {
+        headers.push(header("www-authenticate", &challenge));
+    }
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: grpc as i32,
+            message: reason.code().to_owned(),
+            details: Vec::new(),
+        }),
+        dynamic_metadata: None,
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus { code: http as i32 }),
+            headers,
+            body,
+        })),
+    }
+}
+
+/// RFC 6750 §3 `WWW-Authenticate` value, if this deny carries one.
+pub fn challenge(reason: Reason, token_presented: bool) -> Option<String> {
+    const REALM: &str = "Bearer realm=\"oidc-authz\"";
+    match reason.kind() {
+        DenyKind::Unauthenticated if token_presented => Some(format!(
+            "{REALM}, error=\"invalid_token\", error_description=\"{}\"",
+            reason.description()
+        )),
+        DenyKind::Unauthenticated => Some(REALM.to_owned()),
+        DenyKind::Forbidden if reason.is_insufficient_scope() => Some(format!(
+            "{REALM}, error=\"insufficient_scope\", error_description=\"{}\"",
+            reason.description()
+        )),
+        _ => None,
+    }
+}
