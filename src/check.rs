@@ -122,20 +122,19 @@ pub async fn decide(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Decisi
             }
         }
     }
-    if let Some(rule) = rule {
-        if let Err(d) = policy::check_conditions(rule, &jwt.claims, &client.cfg.roles, idx) {
-            return deny(d, Some(rule_name), Some(name), true);
-        }
+    if let Some(rule) = rule
+        && let Err(d) = policy::check_conditions(rule, &jwt.claims, &client.cfg.roles, idx)
+    {
+        return deny(d, Some(rule_name), Some(name), true);
     }
     // Allow: set the routed client's claim headers, remove every other spoofable header.
     let mut set_headers = Vec::with_capacity(client.cfg.headers.len() + 1);
     for (header, path) in &client.cfg.headers {
-        if let Some(v) = token::claim(&jwt.claims, path).and_then(token::claim_header_value) {
-            if v.len() <= MAX_HEADER_VALUE
-                && v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-            {
-                set_headers.push((header.clone(), v));
-            }
+        if let Some(v) = token::claim(&jwt.claims, path).and_then(token::claim_header_value)
+            && v.len() <= MAX_HEADER_VALUE
+            && v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        {
+            set_headers.push((header.clone(), v));
         }
     }
     set_headers.push((CLIENT_HEADER.to_owned(), name.to_owned()));

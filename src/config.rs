@@ -438,13 +438,13 @@ impl Validator<'_> {
                 "must not be shorter than jwks.refresh_interval",
             );
         }
-        if let Some(ca) = &s.ca_file {
-            if !ca.is_file() {
-                self.err(
-                    "jwks.ca_file",
-                    format!("{} is not a readable file", ca.display()),
-                );
-            }
+        if let Some(ca) = &s.ca_file
+            && !ca.is_file()
+        {
+            self.err(
+                "jwks.ca_file",
+                format!("{} is not a readable file", ca.display()),
+            );
         }
         s
     }
@@ -560,10 +560,10 @@ impl Validator<'_> {
             if leeway > MAX_LEEWAY {
                 self.err(f("leeway"), "must be at most 10m");
             }
-            if let Some(t) = &c.require_typ {
-                if t.is_empty() {
-                    self.err(f("require_typ"), "must not be empty");
-                }
+            if let Some(t) = &c.require_typ
+                && t.is_empty()
+            {
+                self.err(f("require_typ"), "must not be empty");
             }
             let roles = c.roles.unwrap_or_default();
             for (j, r) in roles.iter().enumerate() {
@@ -590,16 +590,16 @@ impl Validator<'_> {
             }
             // Two clients of one issuer sharing an audience: a token could route to both.
             for other in &out {
-                if other.issuer == issuer {
-                    if let Some(a) = audiences.iter().find(|a| other.audiences.contains(a)) {
-                        self.err(
-                            f("audiences"),
-                            format!(
-                                "audience `{a}` of issuer {issuer} is also used by client `{}`",
-                                other.name
-                            ),
-                        );
-                    }
+                if other.issuer == issuer
+                    && let Some(a) = audiences.iter().find(|a| other.audiences.contains(a))
+                {
+                    self.err(
+                        f("audiences"),
+                        format!(
+                            "audience `{a}` of issuer {issuer} is also used by client `{}`",
+                            other.name
+                        ),
+                    );
                 }
             }
             out.push(ClientConfig {

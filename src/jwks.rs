@@ -631,10 +631,10 @@ fn b64_field(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Vec<u8>
 pub fn parse_jwk(v: &Value) -> Result<Key, &'static str> {
     let obj = v.as_object().ok_or("not a JSON object")?;
     let text = |n: &str| obj.get(n).and_then(Value::as_str);
-    if let Some(u) = obj.get("use") {
-        if u.as_str() != Some("sig") {
-            return Err("use is not sig");
-        }
+    if let Some(u) = obj.get("use")
+        && u.as_str() != Some("sig")
+    {
+        return Err("use is not sig");
     }
     if let Some(ops) = obj.get("key_ops") {
         let ok = ops
@@ -704,10 +704,10 @@ pub fn parse_jwk(v: &Value) -> Result<Key, &'static str> {
         Some("oct") => return Err("symmetric (oct) keys are never used"),
         _ => return Err("unknown kty"),
     };
-    if let Some(a) = jwk_alg {
-        if a.key_type() != key_type {
-            return Err("alg does not fit the key type");
-        }
+    if let Some(a) = jwk_alg
+        && a.key_type() != key_type
+    {
+        return Err("alg does not fit the key type");
     }
     let mut verifiers = Vec::new();
     for alg in Alg::ALL {

@@ -208,15 +208,15 @@ pub fn check_claims(client: &ClientConfig, jwt: &Jwt<'_>, now: i64) -> Result<()
     if exp.saturating_add(leeway) <= now {
         return Err(deny(Reason::TokenExpired, "exp is in the past"));
     }
-    if let Some(nbf) = numeric_date(c, "nbf", "nbf is not an integer NumericDate")? {
-        if nbf > now.saturating_add(leeway) {
-            return Err(deny(Reason::TokenNotYetValid, "nbf is in the future"));
-        }
+    if let Some(nbf) = numeric_date(c, "nbf", "nbf is not an integer NumericDate")?
+        && nbf > now.saturating_add(leeway)
+    {
+        return Err(deny(Reason::TokenNotYetValid, "nbf is in the future"));
     }
-    if let Some(iat) = numeric_date(c, "iat", "iat is not an integer NumericDate")? {
-        if iat > now.saturating_add(leeway) {
-            return Err(deny(Reason::TokenNotYetValid, "iat is in the future"));
-        }
+    if let Some(iat) = numeric_date(c, "iat", "iat is not an integer NumericDate")?
+        && iat > now.saturating_add(leeway)
+    {
+        return Err(deny(Reason::TokenNotYetValid, "iat is in the future"));
     }
     if c.get("iss").and_then(Value::as_str) != Some(client.issuer.as_str()) {
         return Err(deny(

@@ -1,6 +1,8 @@
 //! Integration tests: the real server on 127.0.0.1:0, a local IdP serving discovery + JWKS over
 //! HTTP with keys generated here, and a real tonic client calling Check.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::HashSet;
