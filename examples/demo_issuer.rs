@@ -22,10 +22,15 @@ struct Issuer {
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8180".into());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:8180".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let url = format!("http://{}", listener.local_addr()?);
-    let issuer = Arc::new(Issuer { url: url.clone(), key: TestKey::generate(Alg::RS256, "demo-key-1") });
+    let issuer = Arc::new(Issuer {
+        url: url.clone(),
+        key: TestKey::generate(Alg::RS256, "demo-key-1"),
+    });
     let app = Router::new()
         .route(
             "/.well-known/openid-configuration",
@@ -33,7 +38,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 json!({"issuer": s.url, "jwks_uri": format!("{}/certs", s.url)}).to_string()
             }),
         )
-        .route("/certs", get(|State(s): State<Arc<Issuer>>| async move { jwks(&[&s.key]) }))
+        .route(
+            "/certs",
+            get(|State(s): State<Arc<Issuer>>| async move { jwks(&[&s.key]) }),
+        )
         .route("/mint", get(mint))
         .with_state(issuer);
     eprintln!("demo issuer: {url} (discovery, /certs, /mint)");
@@ -51,7 +59,10 @@ async fn mint(State(s): State<Arc<Issuer>>, RawQuery(raw): RawQuery) -> String {
         .collect();
     let t = now();
     let ttl: i64 = q.get("ttl").and_then(|v| v.parse().ok()).unwrap_or(300);
-    let roles: Vec<&str> = q.get("roles").map(|r| r.split(',').filter(|x| !x.is_empty()).collect()).unwrap_or_default();
+    let roles: Vec<&str> = q
+        .get("roles")
+        .map(|r| r.split(',').filter(|x| !x.is_empty()).collect())
+        .unwrap_or_default();
     let claims = json!({
         "iss": s.url,
         "aud": q.get("aud").map(String::as_str).unwrap_or("core-web"),

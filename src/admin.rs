@@ -36,6 +36,13 @@ async fn readyz(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
+    for ks in state.snapshot().key_sets() {
+        let age = ks
+            .state()
+            .last_success
+            .map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64());
+        state.metrics.set_jwks_age(&ks.id, age);
+    }
     (
         [(
             header::CONTENT_TYPE,

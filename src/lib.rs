@@ -16,6 +16,7 @@
 //! - [`admin`]    HTTP `/healthz` `/readyz` `/metrics`
 //! - [`server`]   binds / serves / drains both listeners
 //! - [`metrics`]  the `Metrics` struct owning its Prometheus registry
+//! - [`reload`]   config file watch + SIGHUP: validate, then swap atomically
 //! - [`selftest`] startup check that exactly one crypto backend is active
 //! - [`testkit`]  keys and tokens for tests, benches and the demo (never used by `serve`)
 #![forbid(unsafe_code)]
@@ -27,6 +28,7 @@ pub mod decision;
 pub mod jwks;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
 pub mod selftest;
 pub mod server;
 pub mod service;

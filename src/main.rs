@@ -159,6 +159,14 @@ fn serve(path: PathBuf) -> ExitCode {
             }
         };
         tracing::info!(grpc = %grpc_addr, admin = %admin_addr, config = %path.display(), "serving");
+        // Hot reload: content changes of the config file (ConfigMap symlink swaps included)
+        // and SIGHUP. A rejected config is logged and counted; the old one keeps serving.
+        let reloader = oidc_authz::reload::spawn(
+            state.clone(),
+            path.clone(),
+            oidc_authz::reload::DEFAULT_POLL,
+        );
+        spawn_sighup(reloader);
         match oidc_authz::server::run(state, grpc, admin, shutdown_signal()).await {
             Ok(()) => {
                 tracing::info!("stopped");
@@ -191,4 +199,22 @@ async fn shutdown_signal() {
         _ = ctrl_c => tracing::info!("interrupt: draining"),
         _ = term => tracing::info!("SIGTERM: draining"),
     }
+}
+
+/// SIGHUP → reload the config now.
+fn spawn_sighup(reloader: oidc_authz::reload::Reloader) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; the config file is still watched");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            reloader.trigger();
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reloader);
 }

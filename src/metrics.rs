@@ -4,8 +4,8 @@
 //! never request data.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::decision::Decision;
@@ -18,6 +18,7 @@ pub struct Metrics {
     jwks_keys: IntGaugeVec,
     jwks_last_success: IntGaugeVec,
     jwks_unknown_kid: IntCounterVec,
+    jwks_age: GaugeVec,
     pub token_cache_hit: IntCounter,
     pub token_cache_miss: IntCounter,
     config_reloads: IntCounterVec,
@@ -86,6 +87,13 @@ impl Metrics {
             ),
             &["key_set"],
         )?;
+        let jwks_age = GaugeVec::new(
+            opts(
+                "jwks_age_seconds",
+                "Seconds since the key set's last successful fetch (+Inf: never loaded).",
+            ),
+            &["key_set"],
+        )?;
         let cache = IntCounterVec::new(
             opts(
                 "token_cache_requests_total",
@@ -111,6 +119,7 @@ impl Metrics {
         registry.register(Box::new(jwks_keys.clone()))?;
         registry.register(Box::new(jwks_last_success.clone()))?;
         registry.register(Box::new(jwks_unknown_kid.clone()))?;
+        registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_last_reload_success.clone()))?;
@@ -126,6 +135,7 @@ impl Metrics {
             jwks_keys,
             jwks_last_success,
             jwks_unknown_kid,
+            jwks_age,
             token_cache_hit: cache.with_label_values(&["hit"]),
             token_cache_miss: cache.with_label_values(&["miss"]),
             config_reloads,
@@ -173,6 +183,11 @@ impl Metrics {
         self.jwks_last_success
             .with_label_values(&[key_set])
             .set(i64::try_from(now).unwrap_or(i64::MAX));
+    }
+
+    /// Set at scrape time from the key set's state.
+    pub fn set_jwks_age(&self, key_set: &str, seconds: f64) {
+        self.jwks_age.with_label_values(&[key_set]).set(seconds);
     }
 
     pub fn jwks_unknown_kid(&self, key_set: &str) {

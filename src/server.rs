@@ -22,56 +22,98 @@ pub enum ServeError {
     Admin(std::io::Error),
 }
 
-/// Serve until `shutdown` completes, then drain in-flight Checks and return.
+/// How long in-flight Checks may take to finish after a shutdown signal.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Serve until `shutdown` completes, then drain in-flight Checks (at most `drain_timeout`) and
+/// return. Shutdown order: `/readyz` and gRPC health report not-serving at once; the gRPC server
+/// stops accepting and finishes in-flight Checks; only then does the admin port close, so
+/// probes see 503 (not a refused connection) while draining.
 pub async fn run(
     state: Arc<ServerState>,
     grpc: TcpListener,
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    run_with(state, grpc, admin, shutdown, DEFAULT_DRAIN_TIMEOUT).await
+}
+
+pub async fn run_with(
+    state: Arc<ServerState>,
+    grpc: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    drain_timeout: Duration,
+) -> Result<(), ServeError> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<AuthorizationServer<AuthzService>>()
         .await;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (grpc_stop_tx, mut grpc_stop_rx) = tokio::sync::watch::channel(false);
+    let (admin_stop_tx, mut admin_stop_rx) = tokio::sync::watch::channel(false);
 
     let drain_state = state.clone();
-    let drain_health = health.clone();
     tokio::spawn(async move {
         shutdown.await;
         // Readiness first, so load balancers stop sending before we stop accepting.
         drain_state.start_draining();
-        drain_health
+        health
             .set_not_serving::<AuthorizationServer<AuthzService>>()
             .await;
-        drain_health
+        health
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
-        let _ = stop_tx.send(true);
+        tracing::info!("draining: not ready, finishing in-flight Checks");
+        let _ = grpc_stop_tx.send(true);
     });
 
     let authz = AuthorizationServer::new(AuthzService::new(state.clone()));
-    let mut rx1 = stop_rx.clone();
-    let grpc_fut = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .add_service(health_service)
-        .add_service(authz)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-            let _ = rx1.wait_for(|s| *s).await;
-        });
+    let mut stop_seen = grpc_stop_rx.clone();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .add_service(health_service)
+            .add_service(authz)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
+                let _ = grpc_stop_rx.wait_for(|s| *s).await;
+            }),
+    );
+    let admin_task = tokio::spawn(
+        axum::serve(admin, crate::admin::router(state.clone()))
+            .with_graceful_shutdown(async move {
+                let _ = admin_stop_rx.wait_for(|s| *s).await;
+            })
+            .into_future(),
+    );
 
-    let mut rx2 = stop_rx.clone();
-    let admin_fut = axum::serve(admin, crate::admin::router(state.clone()))
-        .with_graceful_shutdown(async move {
-            let _ = rx2.wait_for(|s| *s).await;
-        })
-        .into_future();
-
-    let (g, a) = tokio::join!(grpc_fut, admin_fut);
-    g?;
-    a.map_err(ServeError::Admin)?;
+    // Until the shutdown signal, a server that fails on its own ends the run.
+    let mut grpc_task = grpc_task;
+    let grpc_result = tokio::select! {
+        r = &mut grpc_task => Some(r),
+        _ = stop_seen.wait_for(|s| *s) => None,
+    };
+    let grpc_result = match grpc_result {
+        Some(r) => r,
+        None => match tokio::time::timeout(drain_timeout, &mut grpc_task).await {
+            Ok(r) => r,
+            Err(_) => {
+                tracing::warn!(
+                    timeout_s = drain_timeout.as_secs(),
+                    "drain timeout: abandoning in-flight Checks"
+                );
+                grpc_task.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
+    let _ = admin_stop_tx.send(true);
+    let admin_result = admin_task.await;
+    grpc_result.map_err(|e| ServeError::Admin(std::io::Error::other(e)))??;
+    admin_result
+        .map_err(|e| ServeError::Admin(std::io::Error::other(e)))?
+        .map_err(ServeError::Admin)?;
     Ok(())
 }
 

@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use tracing::Instrument as _;
+
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
     HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, HttpStatusCode, OkHttpResponse,
@@ -98,39 +100,91 @@ impl Authorization for AuthzService {
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         let started = Instant::now();
         let req = request.into_inner();
-        let request_id = req
-            .attributes
-            .as_ref()
-            .and_then(|a| a.request.as_ref())
-            .and_then(|r| r.http.as_ref())
-            .map(|h| h.id.as_str())
-            .unwrap_or("");
-        let decision = self.decide(&req).await;
+        let request_id = request_id(&req);
+        let span = tracing::info_span!(
+            "check",
+            request_id,
+            decision = tracing::field::Empty,
+            reason = tracing::field::Empty,
+            client = tracing::field::Empty,
+            rule = tracing::field::Empty,
+        );
+        let decision = self.decide(&req).instrument(span.clone()).await;
         let elapsed = started.elapsed();
         self.state
             .metrics
             .record_check(&decision, elapsed.as_secs_f64());
+        let _entered = span.enter();
         match &decision {
-            Decision::Allow(a) => tracing::debug!(
-                request_id,
-                client = a.client.as_deref().unwrap_or(""),
-                rule = %a.rule,
-                latency_us = elapsed.as_micros() as u64,
-                "allow"
-            ),
+            Decision::Allow(a) => {
+                span.record("decision", "allow");
+                span.record("client", a.client.as_deref().unwrap_or(""));
+                span.record("rule", a.rule.as_str());
+                tracing::debug!(
+                    request_id,
+                    client = a.client.as_deref().unwrap_or(""),
+                    rule = %a.rule,
+                    latency_us = elapsed.as_micros() as u64,
+                    "allow"
+                );
+            }
             Decision::Deny {
                 deny, rule, client, ..
-            } => tracing::info!(
-                request_id,
-                client = client.as_deref().unwrap_or(""),
-                rule = rule.as_deref().unwrap_or(""),
-                reason = deny.reason.code(),
-                detail = deny.detail,
-                latency_us = elapsed.as_micros() as u64,
-                "deny"
-            ),
+            } => {
+                span.record("decision", "deny");
+                span.record("reason", deny.reason.code());
+                span.record("client", client.as_deref().unwrap_or(""));
+                span.record("rule", rule.as_deref().unwrap_or(""));
+                // One line per deny. Never the token or a header value: only config-bounded names.
+                tracing::info!(
+                    request_id,
+                    client = client.as_deref().unwrap_or(""),
+                    rule = rule.as_deref().unwrap_or(""),
+                    reason = deny.reason.code(),
+                    detail = deny.detail,
+                    latency_us = elapsed.as_micros() as u64,
+                    "deny"
+                );
+            }
         }
         Ok(tonic::Response::new(response(&decision)))
+    }
+}
+
+/// The request id for logs: the `x-request-id` header, else Envoy's request id attribute.
+/// Truncated and restricted to printable ASCII so a caller cannot forge log structure.
+fn request_id(req: &CheckRequest) -> &str {
+    let Some(http) = req
+        .attributes
+        .as_ref()
+        .and_then(|a| a.request.as_ref())
+        .and_then(|r| r.http.as_ref())
+    else {
+        return "";
+    };
+    let from_header = http
+        .headers
+        .get("x-request-id")
+        .map(String::as_str)
+        .or_else(|| {
+            http.header_map.as_ref().and_then(|m| {
+                m.headers
+                    .iter()
+                    .find(|h| h.key.eq_ignore_ascii_case("x-request-id"))
+                    .and_then(|h| {
+                        if h.raw_value.is_empty() {
+                            Some(h.value.as_str())
+                        } else {
+                            std::str::from_utf8(&h.raw_value).ok()
+                        }
+                    })
+            })
+        });
+    let id = from_header.unwrap_or(http.id.as_str());
+    if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
+        id
+    } else {
+        "invalid"
     }
 }
 

@@ -29,6 +29,10 @@ pub const MODE_500: u8 = 1;
 pub const MODE_GARBAGE: u8 = 2;
 pub const MODE_SLOW: u8 = 3;
 pub const MODE_404: u8 = 4;
+/// `/certs` redirects to the same server under another host name (`localhost`).
+pub const MODE_REDIRECT_OFF_HOST: u8 = 5;
+/// Discovery names a plain-http, non-loopback `jwks_uri`.
+pub const MODE_INSECURE_JWKS_URI: u8 = 6;
 
 pub struct IdpState {
     pub jwks: Mutex<String>,
@@ -100,9 +104,14 @@ async fn discovery(State(s): State<Arc<IdpState>>) -> impl IntoResponse {
         return (StatusCode::INTERNAL_SERVER_ERROR, String::new());
     }
     let iss = s.issuer.lock().unwrap().clone();
+    let jwks_uri = if s.mode.load(Ordering::SeqCst) == MODE_INSECURE_JWKS_URI {
+        "http://idp.example.org/certs".to_string()
+    } else {
+        format!("{iss}/certs")
+    };
     (
         StatusCode::OK,
-        serde_json::json!({"issuer": iss, "jwks_uri": format!("{iss}/certs"), "token_endpoint": format!("{iss}/token")})
+        serde_json::json!({"issuer": iss, "jwks_uri": jwks_uri, "token_endpoint": format!("{iss}/token")})
             .to_string(),
     )
 }
@@ -113,6 +122,15 @@ async fn certs(State(s): State<Arc<IdpState>>) -> axum::response::Response {
         MODE_500 => (StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response(),
         MODE_404 => (StatusCode::NOT_FOUND, "gone").into_response(),
         MODE_GARBAGE => (StatusCode::OK, "{not json").into_response(),
+        MODE_REDIRECT_OFF_HOST => {
+            let iss = s.issuer.lock().unwrap().replace("127.0.0.1", "localhost");
+            (
+                StatusCode::FOUND,
+                [("location", format!("{iss}/certs"))],
+                "",
+            )
+                .into_response()
+        }
         MODE_SLOW => {
             tokio::time::sleep(Duration::from_secs(30)).await;
             (StatusCode::OK, s.jwks.lock().unwrap().clone()).into_response()
