@@ -4,6 +4,10 @@
 //! single-flight key-set refetch when a token names an unknown `kid`.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::cache::{Entry, TokenCache};
+use crate::metrics::Metrics;
 
 use crate::config::DefaultAction;
 use crate::decision::{Allow, Decision, Deny, Reason};
@@ -38,8 +42,19 @@ fn deny(deny: Deny, rule: Option<&str>, client: Option<&str>, token_presented: b
     }
 }
 
-/// Decide one request. `now` is Unix seconds.
+/// Decide one request without the token cache. `now` is Unix seconds.
 pub async fn decide(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Decision {
+    decide_with(snap, None, None, input, now).await
+}
+
+/// Decide one request, using (and filling) the verified-token cache when given.
+pub async fn decide_with(
+    snap: &Snapshot,
+    cache: Option<&TokenCache>,
+    metrics: Option<&Metrics>,
+    input: &CheckInput<'_>,
+    now: i64,
+) -> Decision {
     let path = match policy::normalize_path(input.path) {
         Ok(p) => p,
         Err(d) => return deny(d, None, None, false),
@@ -86,57 +101,52 @@ pub async fn decide(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Decisi
         }
         Err(d) => return deny(d, Some(rule_name), None, true),
     };
-    let jwt = match token::parse(raw) {
-        Ok(j) => j,
-        Err(d) => return deny(d, Some(rule_name), None, true),
-    };
-    let idx = match verify::route(snap, &jwt.claims) {
-        Ok(i) => i,
-        Err(d) => return deny(d, Some(rule_name), None, true),
-    };
-    let client = &snap.clients[idx];
-    let name = client.cfg.name.as_str();
-    let ks = &client.key_set;
-    let mut refetched = false;
-    loop {
-        let state = ks.state();
-        let available = ks.available(&state);
-        match verify::verify(&client.cfg, &state, available, &jwt, now) {
-            Ok(()) => break,
-            Err(Failure::Deny(d)) => return deny(d, Some(rule_name), Some(name), true),
-            Err(Failure::UnknownKid { generation }) => {
-                drop(state);
-                let kid = jwt.header.kid.as_deref().unwrap_or_default();
-                if refetched || !ks.refetch_for_unknown_kid(kid, generation).await {
-                    return deny(
-                        Deny::new(
-                            Reason::UnknownKey,
-                            "the kid is not in the key set (after a refetch, if one was allowed)",
-                        ),
-                        Some(rule_name),
-                        Some(name),
-                        true,
-                    );
+    let cached = cache.and_then(|c| {
+        c.get(raw, snap.generation, |i| snap.clients.get(i).map_or(u64::MAX, |c| c.key_set.state().generation), now)
+    });
+    let entry = match cached {
+        Some(hit) => {
+            if let Some(m) = metrics {
+                m.token_cache_hit.inc();
+            }
+            // A cached token still needs usable keys: past max_stale we fail closed as for any token.
+            let client = &snap.clients[hit.client];
+            if !client.key_set.available(&client.key_set.state()) {
+                return deny(
+                    Deny::new(Reason::KeysUnavailable, "the key set is older than max_stale"),
+                    Some(rule_name),
+                    Some(&client.cfg.name),
+                    true,
+                );
+            }
+            hit
+        }
+        None => {
+            if let (Some(_), Some(m)) = (cache, metrics) {
+                m.token_cache_miss.inc();
+            }
+            match verify_fresh(snap, raw, rule_name, now).await {
+                Ok(e) => {
+                    let e = Arc::new(e);
+                    if let Some(c) = cache {
+                        c.insert(e.clone(), now);
+                    }
+                    e
                 }
-                refetched = true;
+                Err(d) => return d,
             }
         }
-    }
+    };
+    let client = &snap.clients[entry.client];
+    let name = client.cfg.name.as_str();
     if let Some(rule) = rule
-        && let Err(d) = policy::check_conditions(rule, &jwt.claims, &client.cfg.roles, idx)
+        && let Err(d) = policy::check_conditions(rule, &entry.claims, &client.cfg.roles, entry.client)
     {
         return deny(d, Some(rule_name), Some(name), true);
     }
     // Allow: set the routed client's claim headers, remove every other spoofable header.
-    let mut set_headers = Vec::with_capacity(client.cfg.headers.len() + 1);
-    for (header, path) in &client.cfg.headers {
-        if let Some(v) = token::claim(&jwt.claims, path).and_then(token::claim_header_value)
-            && v.len() <= MAX_HEADER_VALUE
-            && v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
-        {
-            set_headers.push((header.clone(), v));
-        }
-    }
+    let mut set_headers = Vec::with_capacity(entry.headers.len() + 1);
+    set_headers.extend(entry.headers.iter().cloned());
     set_headers.push((CLIENT_HEADER.to_owned(), name.to_owned()));
     let remove_headers = snap
         .spoofable
@@ -144,18 +154,73 @@ pub async fn decide(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Decisi
         .filter(|h| !set_headers.iter().any(|(s, _)| s == *h))
         .cloned()
         .collect();
-    let subject = jwt
-        .claims
-        .get("sub")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
     Decision::Allow(Allow {
         rule: rule_name.to_owned(),
         client: Some(name.to_owned()),
-        subject,
+        subject: entry.subject.clone(),
         set_headers,
         remove_headers,
     })
+}
+
+/// Parse, route and verify a token that is not cached; on success, everything the allow path
+/// needs (claims, rendered headers) in a cache entry.
+async fn verify_fresh(snap: &Snapshot, raw: &str, rule_name: &str, now: i64) -> Result<Entry, Decision> {
+    let jwt = token::parse(raw).map_err(|d| deny(d, Some(rule_name), None, true))?;
+    let idx = verify::route(snap, &jwt.claims).map_err(|d| deny(d, Some(rule_name), None, true))?;
+    let client = &snap.clients[idx];
+    let name = client.cfg.name.as_str();
+    let ks = &client.key_set;
+    let mut refetched = false;
+    let key_set_generation = loop {
+        let state = ks.state();
+        let available = ks.available(&state);
+        match verify::verify(&client.cfg, &state, available, &jwt, now) {
+            Ok(()) => break state.generation,
+            Err(Failure::Deny(d)) => return Err(deny(d, Some(rule_name), Some(name), true)),
+            Err(Failure::UnknownKid { generation }) => {
+                drop(state);
+                let kid = jwt.header.kid.as_deref().unwrap_or_default();
+                if refetched || !ks.refetch_for_unknown_kid(kid, generation).await {
+                    return Err(deny(
+                        Deny::new(
+                            Reason::UnknownKey,
+                            "the kid is not in the key set (after a refetch, if one was allowed)",
+                        ),
+                        Some(rule_name),
+                        Some(name),
+                        true,
+                    ));
+                }
+                refetched = true;
+            }
+        }
+    };
+    let mut headers = Vec::with_capacity(client.cfg.headers.len());
+    for (header, path) in &client.cfg.headers {
+        if let Some(v) = token::claim(&jwt.claims, path).and_then(token::claim_header_value)
+            && v.len() <= MAX_HEADER_VALUE
+            && v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        {
+            headers.push((header.clone(), v));
+        }
+    }
+    let subject = jwt.claims.get("sub").and_then(|v| v.as_str()).map(str::to_owned);
+    // verified: exp is an integer here
+    let exp = jwt.claims.get("exp").and_then(serde_json::Value::as_i64).unwrap_or(now);
+    let leeway = i64::try_from(client.cfg.leeway.as_secs()).unwrap_or(0);
+    let claims_len = jwt.signing_input.len().saturating_sub(jwt.signing_input.find('.').unwrap_or(0)) * 3 / 4;
+    Ok(Entry::new(
+        raw,
+        idx,
+        snap.generation,
+        key_set_generation,
+        exp.saturating_add(leeway),
+        jwt.claims,
+        headers,
+        subject,
+        claims_len,
+    ))
 }
 
 /// Anonymous allow: every spoofable header is removed, none is set.

@@ -65,12 +65,16 @@ pub struct Config {
     pub clients: Vec<ClientConfig>,
     pub rules: Vec<Rule>,
     pub default: DefaultAction,
+    /// Verified-token cache limits.
+    pub cache: crate::cache::CacheLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listen {
     pub grpc: SocketAddr,
     pub admin: SocketAddr,
+    /// The admin gRPC API (Explain, KeySets); loopback only.
+    pub admin_grpc: SocketAddr,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,6 +150,23 @@ struct RawConfig {
     #[serde(default)]
     rules: Vec<RawRule>,
     default: Option<String>,
+    #[serde(default)]
+    cache: RawCache,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCache {
+    max_entries: Option<usize>,
+    max_bytes: Option<RawBytes>,
+}
+
+/// A size: an integer number of bytes, or `64MiB`, `512KiB`, `1GiB`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawBytes {
+    Bytes(usize),
+    Text(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +174,7 @@ struct RawConfig {
 struct RawListen {
     grpc: Option<String>,
     admin: Option<String>,
+    admin_grpc: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -257,10 +279,7 @@ pub fn parse_with_env(
         // yaml_serde errors already name the path (`clients[0]: unknown field ...`).
         ConfigErrors::one("config", e.to_string())
     })?;
-    let mut v = Validator {
-        errors: Vec::new(),
-        env,
-    };
+    let mut v = Validator { errors: Vec::new(), env, expansion_failed: false };
     let config = v.config(raw);
     if v.errors.is_empty() {
         Ok(config)
@@ -272,6 +291,8 @@ pub fn parse_with_env(
 struct Validator<'e> {
     errors: Vec<ConfigError>,
     env: &'e dyn Fn(&str) -> Option<String>,
+    /// Set when a `${VAR}` could not be expanded: checks of that value would only repeat it.
+    expansion_failed: bool,
 }
 
 impl Validator<'_> {
@@ -291,6 +312,7 @@ impl Validator<'_> {
             Ok(v) => v,
             Err(msg) => {
                 self.err(field, msg);
+                self.expansion_failed = true;
                 s.to_owned()
             }
         }
@@ -327,6 +349,7 @@ impl Validator<'_> {
                 DefaultAction::Deny
             }
         };
+        let cache = self.cache(raw.cache);
         Config {
             listen,
             token,
@@ -334,7 +357,27 @@ impl Validator<'_> {
             clients,
             rules,
             default,
+            cache,
         }
+    }
+
+    fn cache(&mut self, raw: RawCache) -> crate::cache::CacheLimits {
+        let d = crate::cache::CacheLimits::default();
+        let max_bytes = match raw.max_bytes {
+            None => d.max_bytes,
+            Some(RawBytes::Bytes(b)) => b,
+            Some(RawBytes::Text(t)) => match parse_size(&t) {
+                Some(b) => b,
+                None => {
+                    self.err("cache.max_bytes", format!("`{t}` is not a size (use bytes, or e.g. 64MiB)"));
+                    d.max_bytes
+                }
+            },
+        };
+        if max_bytes > 16 * 1024 * 1024 * 1024 {
+            self.err("cache.max_bytes", "must be at most 16GiB");
+        }
+        crate::cache::CacheLimits { max_entries: raw.max_entries.unwrap_or(d.max_entries), max_bytes }
     }
 
     fn listen(&mut self, raw: RawListen) -> Listen {
@@ -355,10 +398,21 @@ impl Validator<'_> {
         };
         let grpc = addr("listen.grpc", raw.grpc, "0.0.0.0:9001");
         let admin = addr("listen.admin", raw.admin, "0.0.0.0:9002");
+        let admin_grpc = addr("listen.admin_grpc", raw.admin_grpc, "127.0.0.1:9003");
         if grpc == admin && grpc.port() != 0 {
             self.err("listen.admin", "must differ from listen.grpc");
         }
-        Listen { grpc, admin }
+        if !admin_grpc.ip().is_loopback() {
+            self.err(
+                "listen.admin_grpc",
+                "must be a loopback address (it explains decisions and lists keys; reach it with kubectl port-forward)",
+            );
+        }
+        Listen {
+            grpc,
+            admin,
+            admin_grpc,
+        }
     }
 
     fn token(&mut self, raw: RawToken) -> TokenConfig {
@@ -438,13 +492,14 @@ impl Validator<'_> {
                 "must not be shorter than jwks.refresh_interval",
             );
         }
-        if let Some(ca) = &s.ca_file
-            && !ca.is_file()
-        {
-            self.err(
-                "jwks.ca_file",
-                format!("{} is not a readable file", ca.display()),
-            );
+        if let Some(ca) = &s.ca_file {
+            match std::fs::read(ca) {
+                Err(e) => self.err("jwks.ca_file", format!("{}: {e}", ca.display())),
+                Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
+                    Ok(certs) if !certs.is_empty() => {}
+                    _ => self.err("jwks.ca_file", format!("{} holds no PEM certificate", ca.display())),
+                },
+            }
         }
         s
     }
@@ -468,7 +523,9 @@ impl Validator<'_> {
             if !names.insert(c.name.clone()) {
                 self.err(f("name"), format!("duplicate client name `{}`", c.name));
             }
+            self.expansion_failed = false;
             let issuer = self.expand(&f("issuer"), &c.issuer);
+            let issuer_unexpanded = std::mem::take(&mut self.expansion_failed);
             if issuer.is_empty() {
                 self.err(f("issuer"), "must not be empty");
             }
@@ -494,7 +551,7 @@ impl Validator<'_> {
                     KeySource::File(PathBuf::from(file))
                 }
                 (None, None) => {
-                    if let Err(m) = check_fetch_url(&issuer) {
+                    if let (false, Err(m)) = (issuer_unexpanded, check_fetch_url(&issuer)) {
                         self.err(f("issuer"), format!("{m} (discovery fetches {{issuer}}/.well-known/openid-configuration)"));
                     }
                     KeySource::Discovery {
@@ -712,6 +769,21 @@ impl Validator<'_> {
                 }
             };
             let mut conditions = Vec::new();
+            // `clients` first: a token of the wrong client is `client_not_allowed`, whatever
+            // roles it lacks.
+            if let Some(list) = r.clients {
+                if list.is_empty() {
+                    self.err(f("clients"), "when set, must list at least one client");
+                }
+                let mut idx = Vec::new();
+                for c in &list {
+                    match client_index.get(c.as_str()) {
+                        Some(&n) => idx.push(n),
+                        None => self.err(f("clients"), format!("unknown client `{c}`")),
+                    }
+                }
+                conditions.push(Condition::Clients(idx));
+            }
             if let Some(ra) = r.roles {
                 self.any_all(
                     &f("roles"),
@@ -743,19 +815,6 @@ impl Validator<'_> {
                         ),
                     }
                 }
-            }
-            if let Some(list) = r.clients {
-                if list.is_empty() {
-                    self.err(f("clients"), "when set, must list at least one client");
-                }
-                let mut idx = Vec::new();
-                for c in &list {
-                    match client_index.get(c.as_str()) {
-                        Some(&n) => idx.push(n),
-                        None => self.err(f("clients"), format!("unknown client `{c}`")),
-                    }
-                }
-                conditions.push(Condition::Clients(idx));
             }
             if auth != AuthMode::Required && !conditions.is_empty() {
                 self.err(
@@ -867,6 +926,24 @@ pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// `123`, `512KiB`, `64MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
+pub fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let n: usize = s[..digits].parse().ok()?;
+    let mult: usize = match s[digits..].trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
 }
 
 /// `250ms`, `30s`, `5m`, `12h`, `1d`, or combinations such as `1h30m`.

@@ -4,16 +4,20 @@
 //!
 //! Layout (pure core, I/O shell):
 //! - [`config`]   YAML schema → validated, compiled [`config::Config`]; errors name the field
+//! - [`compat`]   flask-jwt-oidc compatibility: `JWT_OIDC_*` environment → equivalent config YAML
 //! - [`token`]    find the token in the request; split / base64url / strict JSON
 //! - [`jwks`]     key sets: discovery, fetch, refresh, unknown-kid refetch (the only HTTP client)
 //! - [`snapshot`] one config generation with its shared key sets, swapped atomically
 //! - [`verify`]   route token → client; header, signature and claim checks
 //! - [`policy`]   path normalisation, rule matching, role / scope / claim conditions
 //! - [`check`]    the decision path of one Check, composing the above
+//! - [`cache`]    the verified-token cache (lock-free reads, bounded by entries and bytes)
 //! - [`decision`] `Decision`, `Reason` (stable codes, HTTP status, description)
 //! - [`service`]  tonic `Authorization` impl: CheckRequest → decision → CheckResponse
 //! - [`state`]    the current snapshot, metrics, key registry, draining flag
 //! - [`admin`]    HTTP `/healthz` `/readyz` `/metrics`
+//! - [`admin_grpc`] loopback-only admin gRPC API (proto/): Explain, KeySets
+//! - [`explain`]  the decision trace for one request (why allowed / denied)
 //! - [`server`]   binds / serves / drains both listeners
 //! - [`metrics`]  the `Metrics` struct owning its Prometheus registry
 //! - [`reload`]   config file watch + SIGHUP: validate, then swap atomically
@@ -22,9 +26,13 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod admin_grpc;
+pub mod cache;
 pub mod check;
+pub mod compat;
 pub mod config;
 pub mod decision;
+pub mod explain;
 pub mod jwks;
 pub mod metrics;
 pub mod policy;

@@ -8,11 +8,22 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+
 use crate::decision::Decision;
+
+struct CheckHandle {
+    labels: [String; 4],
+    counter: IntCounter,
+}
 
 pub struct Metrics {
     registry: Registry,
     checks: IntCounterVec,
+    /// `checks_total` handles, resolved once per label set and then read lock-free.
+    check_handles: papaya::HashMap<u64, Arc<CheckHandle>>,
+    handle_keys: std::collections::hash_map::RandomState,
     check_duration: Histogram,
     jwks_fetches: IntCounterVec,
     jwks_keys: IntGaugeVec,
@@ -130,6 +141,8 @@ impl Metrics {
         Ok(Metrics {
             registry,
             checks,
+            check_handles: papaya::HashMap::new(),
+            handle_keys: std::collections::hash_map::RandomState::new(),
             check_duration,
             jwks_fetches,
             jwks_keys,
@@ -145,24 +158,31 @@ impl Metrics {
 
     pub fn record_check(&self, decision: &Decision, seconds: f64) {
         let (d, reason, client, rule) = match decision {
-            Decision::Allow(a) => (
-                "allow",
-                "",
-                a.client.as_deref().unwrap_or(""),
-                a.rule.as_str(),
-            ),
-            Decision::Deny {
-                deny, rule, client, ..
-            } => (
+            Decision::Allow(a) => ("allow", "", a.client.as_deref().unwrap_or(""), a.rule.as_str()),
+            Decision::Deny { deny, rule, client, .. } => (
                 "deny",
                 deny.reason.code(),
                 client.as_deref().unwrap_or(""),
                 rule.as_deref().unwrap_or(""),
             ),
         };
-        self.checks
-            .with_label_values(&[d, reason, client, rule])
-            .inc();
+        let labels = [d, reason, client, rule];
+        let key = {
+            let mut h = self.handle_keys.build_hasher();
+            labels.hash(&mut h);
+            h.finish()
+        };
+        let guard = self.check_handles.guard();
+        match self.check_handles.get(&key, &guard) {
+            Some(handle) if handle.labels.iter().map(String::as_str).eq(labels) => handle.counter.inc(),
+            _ => {
+                let counter = self.checks.with_label_values(&labels);
+                counter.inc();
+                // Bounded by config: label values are reason codes and client / rule names.
+                let handle = CheckHandle { labels: labels.map(str::to_owned), counter };
+                self.check_handles.insert(key, Arc::new(handle), &guard);
+            }
+        }
         self.check_duration.observe(seconds);
     }
 

@@ -109,7 +109,13 @@ impl PathMatcher {
             return Err(format!("`{g}` must start with /"));
         }
         let mut segs = Vec::new();
-        for seg in g[1..].split('/') {
+        let parts: Vec<&str> = g[1..].split('/').collect();
+        if parts.iter().take(parts.len().saturating_sub(1)).any(|p| p.is_empty()) {
+            return Err(format!(
+                "`{g}` can never match: requests are matched with repeated slashes merged"
+            ));
+        }
+        for seg in parts {
             if seg == "**" {
                 segs.push(GlobSegment::AnyDepth);
             } else if seg.contains("**") {
@@ -529,6 +535,8 @@ mod tests {
         let r = PathMatcher::regex("/v[0-9]+/items").unwrap();
         assert!(r.matches("/v2/items") && !r.matches("/v2/items/x") && !r.matches("/x/v2/items"));
         assert!(PathMatcher::glob("/a/**b").is_err());
+        assert!(PathMatcher::glob("//a/*").is_err());
+        assert!(PathMatcher::glob("/a//*").is_err());
     }
 
     #[test]

@@ -31,10 +31,17 @@ impl Reloader {
     }
 }
 
-fn fingerprint(path: &Path) -> Option<u64> {
+/// The config file's content plus that of every `jwks_file` the current config uses (static
+/// keys are part of the config: a key file change reloads too).
+fn fingerprint(path: &Path, state: &ServerState) -> Option<u64> {
     let bytes = std::fs::read(path).ok()?;
     let mut h = DefaultHasher::new();
     bytes.hash(&mut h);
+    for c in &state.snapshot().config.clients {
+        if let crate::jwks::KeySource::File(f) = &c.keys {
+            std::fs::read(f).ok().hash(&mut h);
+        }
+    }
     Some(h.finish())
 }
 
@@ -62,10 +69,10 @@ pub fn reload_now(state: &ServerState, path: &Path) -> Result<u64, ConfigErrors>
 pub fn spawn(state: Arc<ServerState>, path: PathBuf, poll: Duration) -> Reloader {
     let trigger = Arc::new(Notify::new());
     let weak = Arc::downgrade(&state);
-    drop(state);
     let notify = trigger.clone();
     // Fingerprint now, not in the task: a change between here and the task's first poll must count.
-    let mut last = fingerprint(&path);
+    let mut last = fingerprint(&path, &state);
+    drop(state);
     tokio::spawn(async move {
         loop {
             let forced = tokio::select! {
@@ -73,10 +80,11 @@ pub fn spawn(state: Arc<ServerState>, path: PathBuf, poll: Duration) -> Reloader
                 _ = tokio::time::sleep(poll) => false,
             };
             let Some(state) = weak.upgrade() else { return };
-            let now = fingerprint(&path);
+            let now = fingerprint(&path, &state);
             if forced || (now.is_some() && now != last) {
-                last = now;
                 let _ = reload_now(&state, &path);
+                // after the reload: the new config may name other key files
+                last = fingerprint(&path, &state).or(now);
             }
         }
     });

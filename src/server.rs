@@ -35,13 +35,14 @@ pub async fn run(
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    run_with(state, grpc, admin, shutdown, DEFAULT_DRAIN_TIMEOUT).await
+    run_with(state, grpc, admin, None, shutdown, DEFAULT_DRAIN_TIMEOUT).await
 }
 
 pub async fn run_with(
     state: Arc<ServerState>,
     grpc: TcpListener,
     admin: TcpListener,
+    admin_grpc: Option<TcpListener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain_timeout: Duration,
 ) -> Result<(), ServeError> {
@@ -88,6 +89,18 @@ pub async fn run_with(
             .into_future(),
     );
 
+    // The admin gRPC API (Explain, KeySets) on its loopback listener; stops with the admin port.
+    let admin_grpc_task = admin_grpc.map(|listener| {
+        let mut rx = admin_stop_tx.subscribe();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(crate::admin_grpc::AdminService::server(state.clone()))
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                }),
+        )
+    });
+
     // Until the shutdown signal, a server that fails on its own ends the run.
     let mut grpc_task = grpc_task;
     let grpc_result = tokio::select! {
@@ -110,6 +123,11 @@ pub async fn run_with(
     };
     let _ = admin_stop_tx.send(true);
     let admin_result = admin_task.await;
+    if let Some(t) = admin_grpc_task {
+        if let Ok(Err(e)) = t.await {
+            tracing::warn!(error = %e, "admin gRPC server ended with an error");
+        }
+    }
     grpc_result.map_err(|e| ServeError::Admin(std::io::Error::other(e)))??;
     admin_result
         .map_err(|e| ServeError::Admin(std::io::Error::other(e)))?
@@ -121,6 +139,8 @@ pub async fn run_with(
 pub struct RunningServer {
     pub grpc_addr: SocketAddr,
     pub admin_addr: SocketAddr,
+    /// The admin gRPC API, always on 127.0.0.1 (a free port).
+    pub admin_grpc_addr: SocketAddr,
     pub state: Arc<ServerState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     join: tokio::task::JoinHandle<Result<(), ServeError>>,
@@ -135,14 +155,28 @@ impl RunningServer {
     ) -> std::io::Result<Self> {
         let grpc = TcpListener::bind(grpc).await?;
         let admin = TcpListener::bind(admin).await?;
-        let (grpc_addr, admin_addr) = (grpc.local_addr()?, admin.local_addr()?);
+        let admin_grpc = TcpListener::bind("127.0.0.1:0").await?;
+        let (grpc_addr, admin_addr, admin_grpc_addr) = (
+            grpc.local_addr()?,
+            admin.local_addr()?,
+            admin_grpc.local_addr()?,
+        );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let join = tokio::spawn(run(state.clone(), grpc, admin, async move {
+        let stop = async move {
             let _ = rx.await;
-        }));
+        };
+        let join = tokio::spawn(run_with(
+            state.clone(),
+            grpc,
+            admin,
+            Some(admin_grpc),
+            stop,
+            DEFAULT_DRAIN_TIMEOUT,
+        ));
         Ok(RunningServer {
             grpc_addr,
             admin_addr,
+            admin_grpc_addr,
             state,
             stop: Some(tx),
             join,

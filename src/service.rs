@@ -88,7 +88,8 @@ impl AuthzService {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        check::decide(&snap, &input, now).await
+        let cache = self.state.cache();
+        check::decide_with(&snap, Some(&cache), Some(&self.state.metrics), &input, now).await
     }
 }
 

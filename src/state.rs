@@ -13,6 +13,8 @@ use crate::snapshot::Snapshot;
 
 pub struct ServerState {
     snapshot: ArcSwap<Snapshot>,
+    /// Verified tokens; replaced only when a reload changes its limits.
+    cache: ArcSwap<crate::cache::TokenCache>,
     pub metrics: Arc<Metrics>,
     pub registry: KeyRegistry,
     draining: AtomicBool,
@@ -39,10 +41,12 @@ impl ServerState {
                     message: m,
                 }])
             })?;
+        let cache = crate::cache::TokenCache::new(config.cache);
         let snap = Snapshot::build(config, &registry, 1)?;
         metrics.config_reload(true);
         Ok(Arc::new(ServerState {
             snapshot: ArcSwap::from_pointee(snap),
+            cache: ArcSwap::from_pointee(cache),
             metrics,
             registry,
             draining: AtomicBool::new(false),
@@ -58,8 +62,12 @@ impl ServerState {
     /// Validate-then-swap: on error the old snapshot keeps serving.
     pub fn reload(&self, config: Config) -> Result<u64, ConfigErrors> {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let limits = config.cache;
         match Snapshot::build(config, &self.registry, generation) {
             Ok(snap) => {
+                if self.cache.load().limits() != limits {
+                    self.cache.store(Arc::new(crate::cache::TokenCache::new(limits)));
+                }
                 self.snapshot.store(Arc::new(snap));
                 self.metrics.config_reload(true);
                 Ok(generation)
@@ -69,6 +77,11 @@ impl ServerState {
                 Err(e)
             }
         }
+    }
+
+    /// The verified-token cache (an `Arc`, so it may be held across an await).
+    pub fn cache(&self) -> Arc<crate::cache::TokenCache> {
+        self.cache.load_full()
     }
 
     pub fn start_draining(&self) {

@@ -1,0 +1,278 @@
+//! The verified-token cache (DESIGN §4, last paragraph): a successful verification (routing,
+//! signature and claim checks) is remembered until the token's `exp`, so a token seen again costs a
+//! hash lookup instead of a signature verification.
+//!
+//! Lock-free reads (`papaya`). Bounded by entries and by (estimated) bytes; when full, expired
+//! entries go first, then arbitrary ones (hash order: effectively random, so an attacker cannot
+//! steer eviction). Keys are a per-process keyed hash of the whole token and every hit compares
+//! the whole token, so a collision can only cost a miss. An entry is used only while the config
+//! generation and the key set's generation it was verified under are still current, so a reload
+//! or a key removal takes effect at once. Failed verifications are never cached.
+
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde_json::{Map, Value};
+
+/// A verified token and everything the allow path needs from it, computed once.
+#[derive(Debug)]
+pub struct Entry {
+    token: Box<str>,
+    pub client: usize,
+    pub config_generation: u64,
+    pub key_set_generation: u64,
+    /// `exp` plus the client's leeway: unusable from this second on.
+    pub expires_at: i64,
+    pub claims: Map<String, Value>,
+    /// The routed client's claim headers, already rendered.
+    pub headers: Vec<(String, String)>,
+    pub subject: Option<String>,
+    cost: usize,
+}
+
+impl Entry {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        token: &str,
+        client: usize,
+        config_generation: u64,
+        key_set_generation: u64,
+        expires_at: i64,
+        claims: Map<String, Value>,
+        headers: Vec<(String, String)>,
+        subject: Option<String>,
+        claims_json_len: usize,
+    ) -> Entry {
+        // An estimate of the heap the entry holds: the token, the claims tree (a few times its
+        // JSON size), the rendered headers, plus fixed overhead.
+        let headers_len: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
+        let cost = token.len() + claims_json_len * 4 + headers_len + 256;
+        Entry {
+            token: token.into(),
+            client,
+            config_generation,
+            key_set_generation,
+            expires_at,
+            claims,
+            headers,
+            subject,
+            cost,
+        }
+    }
+}
+
+/// Cache limits (config `cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    pub max_entries: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for CacheLimits {
+    fn default() -> Self {
+        CacheLimits { max_entries: 100_000, max_bytes: 64 * 1024 * 1024 }
+    }
+}
+
+pub struct TokenCache {
+    map: papaya::HashMap<u64, Arc<Entry>, NoHash>,
+    keys: std::collections::hash_map::RandomState,
+    limits: CacheLimits,
+    bytes: AtomicUsize,
+    entries: AtomicUsize,
+}
+
+impl std::fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenCache").field("entries", &self.len()).field("bytes", &self.bytes()).finish()
+    }
+}
+
+/// The keys are already keyed hashes: do not hash them again.
+#[derive(Clone, Default)]
+pub struct NoHash;
+
+impl BuildHasher for NoHash {
+    type Hasher = NoHashHasher;
+    fn build_hasher(&self) -> NoHashHasher {
+        NoHashHasher(0)
+    }
+}
+
+pub struct NoHashHasher(u64);
+
+impl Hasher for NoHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+impl TokenCache {
+    pub fn new(limits: CacheLimits) -> TokenCache {
+        TokenCache {
+            map: papaya::HashMap::builder().hasher(NoHash).build(),
+            keys: std::collections::hash_map::RandomState::new(),
+            limits,
+            bytes: AtomicUsize::new(0),
+            entries: AtomicUsize::new(0),
+        }
+    }
+
+    fn key(&self, token: &str) -> u64 {
+        let mut h = self.keys.build_hasher();
+        token.hash(&mut h);
+        h.finish()
+    }
+
+    /// A usable entry for `token`: same token, same generations, not expired.
+    pub fn get(&self, token: &str, config_generation: u64, key_set_generation: impl Fn(usize) -> u64, now: i64) -> Option<Arc<Entry>> {
+        let guard = self.map.guard();
+        let e = self.map.get(&self.key(token), &guard)?;
+        (*e.token == *token
+            && e.config_generation == config_generation
+            && e.expires_at > now
+            && e.key_set_generation == key_set_generation(e.client))
+        .then(|| e.clone())
+    }
+
+    /// Remember a verified token (evicting first if the limits would be exceeded).
+    pub fn insert(&self, entry: Arc<Entry>, now: i64) {
+        if self.limits.max_entries == 0 || entry.cost > self.limits.max_bytes / 8 {
+            return; // disabled, or one entry would take an unreasonable share
+        }
+        if self.entries.load(Ordering::Relaxed) >= self.limits.max_entries
+            || self.bytes.load(Ordering::Relaxed) + entry.cost > self.limits.max_bytes
+        {
+            self.evict(now, entry.cost);
+        }
+        let key = self.key(&entry.token);
+        let cost = entry.cost;
+        let guard = self.map.guard();
+        match self.map.insert(key, entry, &guard) {
+            Some(old) => {
+                self.bytes.fetch_add(cost, Ordering::Relaxed);
+                self.bytes.fetch_sub(old.cost, Ordering::Relaxed);
+            }
+            None => {
+                self.bytes.fetch_add(cost, Ordering::Relaxed);
+                self.entries.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Make room: drop expired entries, then arbitrary ones until a tenth of each limit is free.
+    fn evict(&self, now: i64, incoming: usize) {
+        let guard = self.map.guard();
+        let target_entries = self.limits.max_entries - self.limits.max_entries / 10;
+        let target_bytes = (self.limits.max_bytes - self.limits.max_bytes / 10).saturating_sub(incoming);
+        let mut removed: Vec<u64> = Vec::new();
+        for (k, e) in self.map.iter(&guard) {
+            if e.expires_at <= now {
+                removed.push(*k);
+            }
+        }
+        for k in removed.drain(..) {
+            self.remove(k, &guard);
+        }
+        if self.entries.load(Ordering::Relaxed) > target_entries || self.bytes.load(Ordering::Relaxed) > target_bytes {
+            for (k, _) in self.map.iter(&guard) {
+                if self.entries.load(Ordering::Relaxed) <= target_entries
+                    && self.bytes.load(Ordering::Relaxed) <= target_bytes
+                {
+                    break;
+                }
+                removed.push(*k);
+                if removed.len() >= 1024 {
+                    for k in removed.drain(..) {
+                        self.remove(k, &guard);
+                    }
+                }
+            }
+            for k in removed.drain(..) {
+                self.remove(k, &guard);
+            }
+        }
+    }
+
+    fn remove(&self, key: u64, guard: &impl papaya::Guard) {
+        if let Some(old) = self.map.remove(&key, guard) {
+            self.bytes.fetch_sub(old.cost, Ordering::Relaxed);
+            self.entries.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn limits(&self) -> CacheLimits {
+        self.limits
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(token: &str, exp: i64) -> Entry {
+        Entry::new(token, 0, 1, 1, exp, Map::new(), vec![("x-auth-subject".into(), "u".into())], Some("u".into()), 50)
+    }
+
+    #[test]
+    fn hits_need_the_same_token_generations_and_time() {
+        let c = TokenCache::new(CacheLimits::default());
+        c.insert(Arc::new(entry("a.b.c", 100)), 0);
+        assert!(c.get("a.b.c", 1, |_| 1, 50).is_some());
+        assert!(c.get("a.b.d", 1, |_| 1, 50).is_none());
+        assert!(c.get("a.b.c", 2, |_| 1, 50).is_none(), "config reloaded");
+        assert!(c.get("a.b.c", 1, |_| 2, 50).is_none(), "keys changed");
+        assert!(c.get("a.b.c", 1, |_| 1, 100).is_none(), "expired");
+    }
+
+    #[test]
+    fn bounded_by_entries_and_bytes() {
+        let c = TokenCache::new(CacheLimits { max_entries: 1000, max_bytes: 1 << 30 });
+        for i in 0..10_000 {
+            c.insert(Arc::new(entry(&format!("tok-{i}"), 1_000)), 0);
+        }
+        assert!(c.len() <= 1000, "{}", c.len());
+        let c = TokenCache::new(CacheLimits { max_entries: 1 << 20, max_bytes: 200_000 });
+        for i in 0..10_000 {
+            c.insert(Arc::new(entry(&format!("tok-{i}"), 1_000)), 0);
+        }
+        assert!(c.bytes() <= 200_000, "{}", c.bytes());
+        assert!(c.len() > 100, "still caching: {}", c.len());
+        // expired entries are evicted first
+        let c = TokenCache::new(CacheLimits { max_entries: 100, max_bytes: 1 << 30 });
+        for i in 0..100 {
+            c.insert(Arc::new(entry(&format!("old-{i}"), 10)), 0);
+        }
+        c.insert(Arc::new(entry("fresh", 1_000)), 20);
+        assert!(c.get("fresh", 1, |_| 1, 20).is_some());
+        assert!(c.len() <= 2, "{}", c.len());
+    }
+
+    #[test]
+    fn disabled_with_zero_entries() {
+        let c = TokenCache::new(CacheLimits { max_entries: 0, max_bytes: 1 << 20 });
+        c.insert(Arc::new(entry("a", 100)), 0);
+        assert!(c.is_empty());
+    }
+}
