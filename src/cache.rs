@@ -9,7 +9,7 @@
 //! generation and the key set's generation it was verified under are still current, so a reload
 //! or a key removal takes effect at once. Failed verifications are never cached.
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -71,7 +71,10 @@ pub struct CacheLimits {
 
 impl Default for CacheLimits {
     fn default() -> Self {
-        CacheLimits { max_entries: 100_000, max_bytes: 64 * 1024 * 1024 }
+        CacheLimits {
+            max_entries: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -85,7 +88,10 @@ pub struct TokenCache {
 
 impl std::fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenCache").field("entries", &self.len()).field("bytes", &self.bytes()).finish()
+        f.debug_struct("TokenCache")
+            .field("entries", &self.len())
+            .field("bytes", &self.bytes())
+            .finish()
     }
 }
 
@@ -128,13 +134,17 @@ impl TokenCache {
     }
 
     fn key(&self, token: &str) -> u64 {
-        let mut h = self.keys.build_hasher();
-        token.hash(&mut h);
-        h.finish()
+        self.keys.hash_one(token)
     }
 
     /// A usable entry for `token`: same token, same generations, not expired.
-    pub fn get(&self, token: &str, config_generation: u64, key_set_generation: impl Fn(usize) -> u64, now: i64) -> Option<Arc<Entry>> {
+    pub fn get(
+        &self,
+        token: &str,
+        config_generation: u64,
+        key_set_generation: impl Fn(usize) -> u64,
+        now: i64,
+    ) -> Option<Arc<Entry>> {
         let guard = self.map.guard();
         let e = self.map.get(&self.key(token), &guard)?;
         (*e.token == *token
@@ -173,7 +183,8 @@ impl TokenCache {
     fn evict(&self, now: i64, incoming: usize) {
         let guard = self.map.guard();
         let target_entries = self.limits.max_entries - self.limits.max_entries / 10;
-        let target_bytes = (self.limits.max_bytes - self.limits.max_bytes / 10).saturating_sub(incoming);
+        let target_bytes =
+            (self.limits.max_bytes - self.limits.max_bytes / 10).saturating_sub(incoming);
         let mut removed: Vec<u64> = Vec::new();
         for (k, e) in self.map.iter(&guard) {
             if e.expires_at <= now {
@@ -183,7 +194,9 @@ impl TokenCache {
         for k in removed.drain(..) {
             self.remove(k, &guard);
         }
-        if self.entries.load(Ordering::Relaxed) > target_entries || self.bytes.load(Ordering::Relaxed) > target_bytes {
+        if self.entries.load(Ordering::Relaxed) > target_entries
+            || self.bytes.load(Ordering::Relaxed) > target_bytes
+        {
             for (k, _) in self.map.iter(&guard) {
                 if self.entries.load(Ordering::Relaxed) <= target_entries
                     && self.bytes.load(Ordering::Relaxed) <= target_bytes
@@ -232,7 +245,17 @@ mod tests {
     use super::*;
 
     fn entry(token: &str, exp: i64) -> Entry {
-        Entry::new(token, 0, 1, 1, exp, Map::new(), vec![("x-auth-subject".into(), "u".into())], Some("u".into()), 50)
+        Entry::new(
+            token,
+            0,
+            1,
+            1,
+            exp,
+            Map::new(),
+            vec![("x-auth-subject".into(), "u".into())],
+            Some("u".into()),
+            50,
+        )
     }
 
     #[test]
@@ -248,19 +271,28 @@ mod tests {
 
     #[test]
     fn bounded_by_entries_and_bytes() {
-        let c = TokenCache::new(CacheLimits { max_entries: 1000, max_bytes: 1 << 30 });
+        let c = TokenCache::new(CacheLimits {
+            max_entries: 1000,
+            max_bytes: 1 << 30,
+        });
         for i in 0..10_000 {
             c.insert(Arc::new(entry(&format!("tok-{i}"), 1_000)), 0);
         }
         assert!(c.len() <= 1000, "{}", c.len());
-        let c = TokenCache::new(CacheLimits { max_entries: 1 << 20, max_bytes: 200_000 });
+        let c = TokenCache::new(CacheLimits {
+            max_entries: 1 << 20,
+            max_bytes: 200_000,
+        });
         for i in 0..10_000 {
             c.insert(Arc::new(entry(&format!("tok-{i}"), 1_000)), 0);
         }
         assert!(c.bytes() <= 200_000, "{}", c.bytes());
         assert!(c.len() > 100, "still caching: {}", c.len());
         // expired entries are evicted first
-        let c = TokenCache::new(CacheLimits { max_entries: 100, max_bytes: 1 << 30 });
+        let c = TokenCache::new(CacheLimits {
+            max_entries: 100,
+            max_bytes: 1 << 30,
+        });
         for i in 0..100 {
             c.insert(Arc::new(entry(&format!("old-{i}"), 10)), 0);
         }
@@ -271,7 +303,10 @@ mod tests {
 
     #[test]
     fn disabled_with_zero_entries() {
-        let c = TokenCache::new(CacheLimits { max_entries: 0, max_bytes: 1 << 20 });
+        let c = TokenCache::new(CacheLimits {
+            max_entries: 0,
+            max_bytes: 1 << 20,
+        });
         c.insert(Arc::new(entry("a", 100)), 0);
         assert!(c.is_empty());
     }

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::cache::{Entry, TokenCache};
+use crate::introspect::Answer;
 use crate::metrics::Metrics;
 
 use crate::config::DefaultAction;
@@ -102,7 +103,16 @@ pub async fn decide_with(
         Err(d) => return deny(d, Some(rule_name), None, true),
     };
     let cached = cache.and_then(|c| {
-        c.get(raw, snap.generation, |i| snap.clients.get(i).map_or(u64::MAX, |c| c.key_set.state().generation), now)
+        c.get(
+            raw,
+            snap.generation,
+            |i| {
+                snap.clients
+                    .get(i)
+                    .map_or(u64::MAX, |c| c.key_set.state().generation)
+            },
+            now,
+        )
     });
     let entry = match cached {
         Some(hit) => {
@@ -113,7 +123,10 @@ pub async fn decide_with(
             let client = &snap.clients[hit.client];
             if !client.key_set.available(&client.key_set.state()) {
                 return deny(
-                    Deny::new(Reason::KeysUnavailable, "the key set is older than max_stale"),
+                    Deny::new(
+                        Reason::KeysUnavailable,
+                        "the key set is older than max_stale",
+                    ),
                     Some(rule_name),
                     Some(&client.cfg.name),
                     true,
@@ -140,7 +153,8 @@ pub async fn decide_with(
     let client = &snap.clients[entry.client];
     let name = client.cfg.name.as_str();
     if let Some(rule) = rule
-        && let Err(d) = policy::check_conditions(rule, &entry.claims, &client.cfg.roles, entry.client)
+        && let Err(d) =
+            policy::check_conditions(rule, &entry.claims, &client.cfg.roles, entry.client)
     {
         return deny(d, Some(rule_name), Some(name), true);
     }
@@ -165,8 +179,22 @@ pub async fn decide_with(
 
 /// Parse, route and verify a token that is not cached; on success, everything the allow path
 /// needs (claims, rendered headers) in a cache entry.
-async fn verify_fresh(snap: &Snapshot, raw: &str, rule_name: &str, now: i64) -> Result<Entry, Decision> {
-    let jwt = token::parse(raw).map_err(|d| deny(d, Some(rule_name), None, true))?;
+async fn verify_fresh(
+    snap: &Snapshot,
+    raw: &str,
+    rule_name: &str,
+    now: i64,
+) -> Result<Entry, Decision> {
+    let jwt = match token::parse(raw) {
+        Ok(j) => j,
+        // Not a JWS: an opaque token, if one client takes those through introspection.
+        Err(d) => {
+            return match snap.opaque_client {
+                Some(i) => verify_opaque(snap, i, raw, rule_name, now).await,
+                None => Err(deny(d, Some(rule_name), None, true)),
+            };
+        }
+    };
     let idx = verify::route(snap, &jwt.claims).map_err(|d| deny(d, Some(rule_name), None, true))?;
     let client = &snap.clients[idx];
     let name = client.cfg.name.as_str();
@@ -205,21 +233,184 @@ async fn verify_fresh(snap: &Snapshot, raw: &str, rule_name: &str, now: i64) -> 
             headers.push((header.clone(), v));
         }
     }
-    let subject = jwt.claims.get("sub").and_then(|v| v.as_str()).map(str::to_owned);
+    let subject = jwt
+        .claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
     // verified: exp is an integer here
-    let exp = jwt.claims.get("exp").and_then(serde_json::Value::as_i64).unwrap_or(now);
+    let exp = jwt
+        .claims
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(now);
     let leeway = i64::try_from(client.cfg.leeway.as_secs()).unwrap_or(0);
-    let claims_len = jwt.signing_input.len().saturating_sub(jwt.signing_input.find('.').unwrap_or(0)) * 3 / 4;
+    let mut expires_at = exp.saturating_add(leeway);
+    // Revocation check (RFC 7662) after local verification; the cached result is reused for at
+    // most cache_ttl, so a revocation is seen within that bound.
+    if let Some(intro) = &client.introspector
+        && intro.config().check_jwts
+    {
+        ask(intro, raw, Some(exp), now, rule_name, name).await?;
+        let ttl = i64::try_from(intro.config().cache_ttl.as_secs()).unwrap_or(0);
+        expires_at = expires_at.min(now.saturating_add(ttl));
+    }
+    let claims_len = jwt
+        .signing_input
+        .len()
+        .saturating_sub(jwt.signing_input.find('.').unwrap_or(0))
+        * 3
+        / 4;
     Ok(Entry::new(
         raw,
         idx,
         snap.generation,
         key_set_generation,
-        exp.saturating_add(leeway),
+        expires_at,
         jwt.claims,
         headers,
         subject,
         claims_len,
+    ))
+}
+
+/// Ask the introspection endpoint; a deny for inactive or unanswerable tokens.
+async fn ask(
+    intro: &crate::introspect::Introspector,
+    raw: &str,
+    exp: Option<i64>,
+    now: i64,
+    rule_name: &str,
+    client: &str,
+) -> Result<Arc<Answer>, Decision> {
+    match intro.introspect(raw, exp, now).await {
+        Ok(a) => match &*a {
+            Answer::Inactive => Err(deny(
+                Deny::new(
+                    Reason::TokenInactive,
+                    "the introspection endpoint answered active: false",
+                ),
+                Some(rule_name),
+                Some(client),
+                true,
+            )),
+            Answer::Active(_) => Ok(a),
+        },
+        Err(e) => {
+            tracing::warn!(client, error = %e, "introspection failed; denying (fail closed)");
+            Err(deny(
+                Deny::new(
+                    Reason::IntrospectionUnavailable,
+                    "the introspection endpoint gave no usable answer",
+                ),
+                Some(rule_name),
+                Some(client),
+                true,
+            ))
+        }
+    }
+}
+
+/// An opaque token, validated only by the opaque client's introspection endpoint. The answer's
+/// members are the claims; `exp`, `iss` and `aud` are checked when present.
+async fn verify_opaque(
+    snap: &Snapshot,
+    idx: usize,
+    raw: &str,
+    rule_name: &str,
+    now: i64,
+) -> Result<Entry, Decision> {
+    let client = &snap.clients[idx];
+    let name = client.cfg.name.as_str();
+    let Some(intro) = &client.introspector else {
+        return Err(deny(
+            Deny::new(Reason::TokenMalformed, "not a JWT"),
+            Some(rule_name),
+            None,
+            true,
+        ));
+    };
+    let answer = ask(intro, raw, None, now, rule_name, name).await?;
+    let Answer::Active(claims) = &*answer else {
+        return Err(deny(
+            Deny::new(Reason::TokenInactive, "inactive"),
+            Some(rule_name),
+            Some(name),
+            true,
+        ));
+    };
+    let fail = |reason, detail| {
+        Err(deny(
+            Deny::new(reason, detail),
+            Some(rule_name),
+            Some(name),
+            true,
+        ))
+    };
+    let exp = match claims.get("exp") {
+        None => None,
+        Some(v) => match v.as_i64() {
+            Some(e) => Some(e),
+            None => {
+                return fail(
+                    Reason::InvalidClaims,
+                    "the introspection exp is not an integer",
+                );
+            }
+        },
+    };
+    if exp.is_some_and(|e| e <= now) {
+        return fail(Reason::TokenExpired, "the introspection exp is in the past");
+    }
+    if claims
+        .get("iss")
+        .is_some_and(|i| i.as_str() != Some(client.cfg.issuer.as_str()))
+    {
+        return fail(
+            Reason::InvalidClaims,
+            "the introspection iss is not the client's issuer",
+        );
+    }
+    let aud_ok = match claims.get("aud") {
+        None => true,
+        Some(serde_json::Value::String(a)) => client.cfg.audiences.iter().any(|c| c == a),
+        Some(serde_json::Value::Array(list)) => list.iter().any(|a| {
+            a.as_str()
+                .is_some_and(|a| client.cfg.audiences.iter().any(|c| c == a))
+        }),
+        Some(_) => false,
+    };
+    if !aud_ok {
+        return fail(
+            Reason::UnknownAudience,
+            "the introspection aud names none of the client's audiences",
+        );
+    }
+    let mut headers = Vec::with_capacity(client.cfg.headers.len());
+    for (header, path) in &client.cfg.headers {
+        if let Some(v) = token::claim(claims, path).and_then(token::claim_header_value)
+            && v.len() <= MAX_HEADER_VALUE
+            && v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        {
+            headers.push((header.clone(), v));
+        }
+    }
+    let ttl = i64::try_from(intro.config().cache_ttl.as_secs()).unwrap_or(0);
+    let expires_at = exp.unwrap_or(i64::MAX).min(now.saturating_add(ttl));
+    let subject = claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    Ok(Entry::new(
+        raw,
+        idx,
+        snap.generation,
+        client.key_set.state().generation,
+        expires_at,
+        claims.clone(),
+        headers,
+        subject,
+        raw.len() * 2,
     ))
 }
 

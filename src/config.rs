@@ -120,6 +120,8 @@ pub struct ClientConfig {
     pub roles: Vec<String>,
     /// (upstream header name, claim path), header names lower case.
     pub headers: Vec<(String, String)>,
+    /// RFC 7662 introspection, if configured.
+    pub introspection: Option<crate::introspect::IntrospectionConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,6 +217,20 @@ struct RawClient {
     require_typ: Option<String>,
     roles: Option<Vec<String>>,
     headers: Option<BTreeMap<String, String>>,
+    introspection: Option<RawIntrospection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    endpoint: Option<String>,
+    client_id: String,
+    client_secret: String,
+    #[serde(default)]
+    opaque: bool,
+    check_jwts: Option<bool>,
+    cache_ttl: Option<RawDuration>,
+    timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -279,7 +295,11 @@ pub fn parse_with_env(
         // yaml_serde errors already name the path (`clients[0]: unknown field ...`).
         ConfigErrors::one("config", e.to_string())
     })?;
-    let mut v = Validator { errors: Vec::new(), env, expansion_failed: false };
+    let mut v = Validator {
+        errors: Vec::new(),
+        env,
+        expansion_failed: false,
+    };
     let config = v.config(raw);
     if v.errors.is_empty() {
         Ok(config)
@@ -369,7 +389,10 @@ impl Validator<'_> {
             Some(RawBytes::Text(t)) => match parse_size(&t) {
                 Some(b) => b,
                 None => {
-                    self.err("cache.max_bytes", format!("`{t}` is not a size (use bytes, or e.g. 64MiB)"));
+                    self.err(
+                        "cache.max_bytes",
+                        format!("`{t}` is not a size (use bytes, or e.g. 64MiB)"),
+                    );
                     d.max_bytes
                 }
             },
@@ -377,7 +400,10 @@ impl Validator<'_> {
         if max_bytes > 16 * 1024 * 1024 * 1024 {
             self.err("cache.max_bytes", "must be at most 16GiB");
         }
-        crate::cache::CacheLimits { max_entries: raw.max_entries.unwrap_or(d.max_entries), max_bytes }
+        crate::cache::CacheLimits {
+            max_entries: raw.max_entries.unwrap_or(d.max_entries),
+            max_bytes,
+        }
     }
 
     fn listen(&mut self, raw: RawListen) -> Listen {
@@ -497,7 +523,10 @@ impl Validator<'_> {
                 Err(e) => self.err("jwks.ca_file", format!("{}: {e}", ca.display())),
                 Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
                     Ok(certs) if !certs.is_empty() => {}
-                    _ => self.err("jwks.ca_file", format!("{} holds no PEM certificate", ca.display())),
+                    _ => self.err(
+                        "jwks.ca_file",
+                        format!("{} holds no PEM certificate", ca.display()),
+                    ),
                 },
             }
         }
@@ -659,6 +688,51 @@ impl Validator<'_> {
                     );
                 }
             }
+            let introspection = c.introspection.map(|ri| {
+                let fi = |k: &str| format!("clients[{i}].introspection.{k}");
+                let endpoint = ri.endpoint.map(|e| self.expand(&fi("endpoint"), &e));
+                match &endpoint {
+                    Some(e) => {
+                        if let Err(m) = check_fetch_url(e) {
+                            self.err(fi("endpoint"), m);
+                        }
+                    }
+                    None if !matches!(keys, KeySource::Discovery { .. }) => self.err(
+                        fi("endpoint"),
+                        "required when the client does not use discovery (jwks_uri / jwks_file)",
+                    ),
+                    None => {}
+                }
+                let client_id = self.expand(&fi("client_id"), &ri.client_id);
+                if client_id.is_empty() {
+                    self.err(fi("client_id"), "must not be empty");
+                }
+                let secret = self.expand(&fi("client_secret"), &ri.client_secret);
+                if secret.is_empty() {
+                    self.err(fi("client_secret"), "must not be empty");
+                }
+                let cache_ttl =
+                    self.duration(&fi("cache_ttl"), ri.cache_ttl, Duration::from_secs(60));
+                if cache_ttl > Duration::from_secs(3600) {
+                    self.err(
+                        fi("cache_ttl"),
+                        "must be at most 1h (it bounds how late a revocation is seen)",
+                    );
+                }
+                let timeout = self.duration(&fi("timeout"), ri.timeout, Duration::from_secs(2));
+                if timeout.is_zero() || timeout > Duration::from_secs(30) {
+                    self.err(fi("timeout"), "must be greater than zero and at most 30s");
+                }
+                crate::introspect::IntrospectionConfig {
+                    endpoint,
+                    client_id,
+                    client_secret: crate::introspect::Secret::new(secret),
+                    opaque: ri.opaque,
+                    check_jwts: ri.check_jwts.unwrap_or(true),
+                    cache_ttl,
+                    timeout,
+                }
+            });
             out.push(ClientConfig {
                 name: c.name,
                 issuer,
@@ -670,7 +744,22 @@ impl Validator<'_> {
                 require_typ: c.require_typ,
                 roles,
                 headers,
+                introspection,
             });
+        }
+        let opaque: Vec<&str> = out
+            .iter()
+            .filter(|c| c.introspection.as_ref().is_some_and(|i| i.opaque))
+            .map(|c| c.name.as_str())
+            .collect();
+        if opaque.len() > 1 {
+            self.err(
+                "clients",
+                format!(
+                    "at most one client may accept opaque tokens (introspection.opaque), not {}",
+                    opaque.join(", ")
+                ),
+            );
         }
         out
     }
@@ -889,6 +978,27 @@ fn yaml_to_claim_values(v: &serde_yaml::Value) -> Option<Vec<serde_json::Value>>
         serde_yaml::Value::Sequence(items) => items.iter().map(scalar).collect(),
         other => scalar(other).map(|s| vec![s]),
     }
+}
+
+/// Config text for display (`check-config --print`): every literal `client_secret` value is
+/// replaced by `<redacted>`; `${VAR}` references are kept (they are not secrets).
+pub fn redact_secrets(text: &str) -> String {
+    static RE: std::sync::OnceLock<Option<regex::Regex>> = std::sync::OnceLock::new();
+    let Some(re) = RE
+        .get_or_init(|| regex::Regex::new(r#"(client_secret\s*:\s*)(\$\{[A-Za-z0-9_]*\}|"[^"\n]*"|'[^'\n]*'|[^,}\s#][^,}\n#]*)"#).ok())
+        .as_ref()
+    else {
+        return String::from("# (config not shown: redaction unavailable)\n");
+    };
+    re.replace_all(text, |c: &regex::Captures<'_>| {
+        let v = c[2].trim_matches(|ch| ch == '"' || ch == '\'');
+        if v.starts_with("${") && v.ends_with('}') {
+            c[0].to_owned()
+        } else {
+            format!("{}\"<redacted>\"", &c[1])
+        }
+    })
+    .into_owned()
 }
 
 /// `${VAR}` expansion; `$${` is a literal `${`.
@@ -1266,6 +1376,18 @@ default: authenticated
         assert_eq!(expand_env("a$${b}c$d", &env).unwrap(), "a${b}c$d");
         assert!(expand_env("${AUD", &env).is_err());
         assert!(expand_env("${1X}", &env).is_err());
+    }
+
+    #[test]
+    fn printed_configs_never_show_a_literal_secret() {
+        let text = "a:\n  client_secret: hunter2\n  x: {client_id: a, client_secret: \"p@ss, word\"}\n  y: {client_secret: '${SECRET}'}\n  client_secret: ${ALSO_OK}\n";
+        let out = redact_secrets(text);
+        assert!(!out.contains("hunter2") && !out.contains("p@ss"), "{out}");
+        assert!(
+            out.contains("${SECRET}") && out.contains("${ALSO_OK}"),
+            "{out}"
+        );
+        assert_eq!(out.matches("<redacted>").count(), 2, "{out}");
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub enum Reason {
     ClaimMismatch,
     ClientNotAllowed,
     NoMatchingRule,
+    /// RFC 7662 introspection answered `active: false` (revoked, or unknown to the issuer).
+    TokenInactive,
+    /// The introspection endpoint could not be asked (fail closed).
+    IntrospectionUnavailable,
 }
 
 /// What kind of deny a reason is, which decides the HTTP status, the gRPC code and the challenge.
@@ -45,7 +49,7 @@ pub enum DenyKind {
 
 impl Reason {
     /// Every reason, in table order (used by tests and docs).
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 21] = [
         Reason::AuthorizationHeaderMissing,
         Reason::TokenMalformed,
         Reason::UnknownIssuer,
@@ -65,6 +69,8 @@ impl Reason {
         Reason::ClaimMismatch,
         Reason::ClientNotAllowed,
         Reason::NoMatchingRule,
+        Reason::TokenInactive,
+        Reason::IntrospectionUnavailable,
     ];
 
     pub const fn code(self) -> &'static str {
@@ -88,12 +94,14 @@ impl Reason {
             Reason::ClaimMismatch => "claim_mismatch",
             Reason::ClientNotAllowed => "client_not_allowed",
             Reason::NoMatchingRule => "no_matching_rule",
+            Reason::TokenInactive => "token_inactive",
+            Reason::IntrospectionUnavailable => "introspection_unavailable",
         }
     }
 
     pub const fn kind(self) -> DenyKind {
         match self {
-            Reason::KeysUnavailable => DenyKind::Unavailable,
+            Reason::KeysUnavailable | Reason::IntrospectionUnavailable => DenyKind::Unavailable,
             Reason::InvalidPath => DenyKind::BadRequest,
             Reason::MissingRequiredRoles
             | Reason::MissingAValidRole
@@ -142,6 +150,10 @@ impl Reason {
             Reason::ClaimMismatch => "The token's claims do not match what this route requires.",
             Reason::ClientNotAllowed => "Tokens of this client are not allowed here.",
             Reason::NoMatchingRule => "No rule allows this request.",
+            Reason::TokenInactive => "The token is not active (revoked, or unknown to the issuer).",
+            Reason::IntrospectionUnavailable => {
+                "The issuer's introspection endpoint is unavailable; the token cannot be checked."
+            }
         }
     }
 

@@ -773,6 +773,11 @@ pub struct KeyRegistry {
 }
 
 impl KeyRegistry {
+    /// The outbound HTTP client (https-only rules, same-host redirects, optional extra CA).
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
+    }
+
     pub fn new(metrics: Arc<Metrics>, ca_file: Option<&std::path::Path>) -> Result<Self, String> {
         Ok(KeyRegistry {
             http: http_client(ca_file)?,
@@ -926,6 +931,71 @@ mod tests {
         );
         assert_eq!(parse_max_age("no-store"), None);
         assert_eq!(parse_max_age("max-age=abc"), None);
+    }
+
+    /// Timing with tokio's paused clock: max_stale, the refetch cooldown, backoff and max-age.
+    #[tokio::test(start_paused = true)]
+    async fn timing_follows_the_clock() {
+        use crate::testkit::{TestKey, jwks};
+        let settings = JwksSettings {
+            refresh_interval: Duration::from_secs(300),
+            min_refresh_interval: Duration::from_secs(15),
+            max_stale: Duration::from_secs(3600),
+            timeout: Duration::from_secs(5),
+            ca_file: None,
+        };
+        let ks = KeySet::new(
+            KeySource::Uri("https://idp.example.org/certs".into()),
+            settings,
+            reqwest::Client::new(),
+            Arc::new(Metrics::new()),
+        );
+        assert!(!ks.available(&ks.state()), "never loaded: unavailable");
+        let key = TestKey::generate(Alg::ES256, "k");
+        ks.install(parse_jwks(jwks(&[&key]).as_bytes(), "t").unwrap());
+        assert!(ks.available(&ks.state()));
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert!(ks.available(&ks.state()), "within max_stale");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(
+            !ks.available(&ks.state()),
+            "older than max_stale: fail closed"
+        );
+
+        ks.last_attempt_ms.store(ks.now_ms(), Ordering::Release);
+        assert!(!ks.cooldown_passed());
+        tokio::time::advance(Duration::from_secs(14)).await;
+        assert!(!ks.cooldown_passed());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(ks.cooldown_passed());
+
+        let err: Result<Option<Duration>, FetchError> = Err(FetchError::Keys("down".into()));
+        let mut previous_base = Duration::ZERO;
+        for failures in 0..20u32 {
+            let base = Duration::from_secs(1u64 << failures.min(16)).min(Duration::from_secs(300));
+            let d = ks.next_delay(&err, failures);
+            assert!(
+                d >= base.mul_f64(0.8) && d <= base.mul_f64(1.2),
+                "{failures}: {d:?} vs {base:?}"
+            );
+            assert!(base >= previous_base, "backoff never shrinks");
+            previous_base = base;
+        }
+        assert_eq!(ks.next_delay(&Ok(None), 0), Duration::from_secs(300));
+        assert_eq!(
+            ks.next_delay(&Ok(Some(Duration::from_secs(1))), 0),
+            Duration::from_secs(15),
+            "max-age below the floor"
+        );
+        assert_eq!(
+            ks.next_delay(&Ok(Some(Duration::from_secs(600))), 0),
+            Duration::from_secs(600),
+            "max-age honoured"
+        );
+        assert_eq!(
+            ks.next_delay(&Ok(Some(Duration::from_secs(10_000_000))), 0),
+            MAX_CACHE_CONTROL_AGE
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - [`jwks`]     key sets: discovery, fetch, refresh, unknown-kid refetch (the only HTTP client)
 //! - [`snapshot`] one config generation with its shared key sets, swapped atomically
 //! - [`verify`]   route token → client; header, signature and claim checks
+//! - [`introspect`] RFC 7662 introspection: revocation checks, opaque tokens (fail closed)
 //! - [`policy`]   path normalisation, rule matching, role / scope / claim conditions
 //! - [`check`]    the decision path of one Check, composing the above
 //! - [`cache`]    the verified-token cache (lock-free reads, bounded by entries and bytes)
@@ -33,6 +34,7 @@ pub mod compat;
 pub mod config;
 pub mod decision;
 pub mod explain;
+pub mod introspect;
 pub mod jwks;
 pub mod metrics;
 pub mod policy;

@@ -169,7 +169,7 @@ fn check_config(source: &oidc_authz::compat::Source, print: bool) -> ExitCode {
                 );
                 if print {
                     // stdout is the YAML alone (`--print > config.yaml`); the summary goes aside.
-                    print!("{}", loaded.yaml);
+                    print!("{}", oidc_authz::config::redact_secrets(&loaded.yaml));
                     if !loaded.yaml.ends_with('\n') {
                         println!();
                     }
@@ -329,7 +329,9 @@ fn spawn_sighup(reloader: Option<oidc_authz::reload::Reloader>) {
                     tracing::info!("SIGHUP: reloading the config");
                     r.trigger();
                 }
-                None => tracing::info!("SIGHUP: the config comes from the environment; nothing to reload"),
+                None => tracing::info!(
+                    "SIGHUP: the config comes from the environment; nothing to reload"
+                ),
             }
         }
     });

@@ -8,7 +8,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use crate::decision::Decision;
@@ -158,8 +158,15 @@ impl Metrics {
 
     pub fn record_check(&self, decision: &Decision, seconds: f64) {
         let (d, reason, client, rule) = match decision {
-            Decision::Allow(a) => ("allow", "", a.client.as_deref().unwrap_or(""), a.rule.as_str()),
-            Decision::Deny { deny, rule, client, .. } => (
+            Decision::Allow(a) => (
+                "allow",
+                "",
+                a.client.as_deref().unwrap_or(""),
+                a.rule.as_str(),
+            ),
+            Decision::Deny {
+                deny, rule, client, ..
+            } => (
                 "deny",
                 deny.reason.code(),
                 client.as_deref().unwrap_or(""),
@@ -167,19 +174,20 @@ impl Metrics {
             ),
         };
         let labels = [d, reason, client, rule];
-        let key = {
-            let mut h = self.handle_keys.build_hasher();
-            labels.hash(&mut h);
-            h.finish()
-        };
+        let key = self.handle_keys.hash_one(labels);
         let guard = self.check_handles.guard();
         match self.check_handles.get(&key, &guard) {
-            Some(handle) if handle.labels.iter().map(String::as_str).eq(labels) => handle.counter.inc(),
+            Some(handle) if handle.labels.iter().map(String::as_str).eq(labels) => {
+                handle.counter.inc()
+            }
             _ => {
                 let counter = self.checks.with_label_values(&labels);
                 counter.inc();
                 // Bounded by config: label values are reason codes and client / rule names.
-                let handle = CheckHandle { labels: labels.map(str::to_owned), counter };
+                let handle = CheckHandle {
+                    labels: labels.map(str::to_owned),
+                    counter,
+                };
                 self.check_handles.insert(key, Arc::new(handle), &guard);
             }
         }

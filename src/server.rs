@@ -123,10 +123,10 @@ pub async fn run_with(
     };
     let _ = admin_stop_tx.send(true);
     let admin_result = admin_task.await;
-    if let Some(t) = admin_grpc_task {
-        if let Ok(Err(e)) = t.await {
-            tracing::warn!(error = %e, "admin gRPC server ended with an error");
-        }
+    if let Some(t) = admin_grpc_task
+        && let Ok(Err(e)) = t.await
+    {
+        tracing::warn!(error = %e, "admin gRPC server ended with an error");
     }
     grpc_result.map_err(|e| ServeError::Admin(std::io::Error::other(e)))??;
     admin_result

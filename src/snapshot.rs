@@ -16,6 +16,8 @@ pub const CLIENT_HEADER: &str = "x-authz-client";
 pub struct Client {
     pub cfg: ClientConfig,
     pub key_set: Arc<KeySet>,
+    /// RFC 7662 introspection, when the client configures it.
+    pub introspector: Option<Arc<crate::introspect::Introspector>>,
 }
 
 #[derive(Debug)]
@@ -26,6 +28,8 @@ pub struct Snapshot {
     by_issuer: HashMap<String, Vec<usize>>,
     /// Every claim-header name of every client, plus `x-authz-client`, sorted and unique.
     pub spoofable: Vec<String>,
+    /// The client that accepts opaque (non-JWT) tokens through introspection, if any.
+    pub opaque_client: Option<usize>,
 }
 
 impl Snapshot {
@@ -43,6 +47,13 @@ impl Snapshot {
                 Ok(ks) => clients.push(Client {
                     cfg: c.clone(),
                     key_set: ks,
+                    introspector: c.introspection.clone().map(|ic| {
+                        Arc::new(crate::introspect::Introspector::new(
+                            ic,
+                            &c.issuer,
+                            registry.http(),
+                        ))
+                    }),
                 }),
                 Err(e) => errors.push(ConfigError {
                     field: format!(
@@ -71,12 +82,16 @@ impl Snapshot {
         spoofable.push(CLIENT_HEADER.to_owned());
         spoofable.sort();
         spoofable.dedup();
+        let opaque_client = clients
+            .iter()
+            .position(|c| c.introspector.as_ref().is_some_and(|i| i.config().opaque));
         Ok(Snapshot {
             generation,
             config,
             clients,
             by_issuer,
             spoofable,
+            opaque_client,
         })
     }
 

@@ -127,7 +127,7 @@ pub fn extract<'a>(
         if raw.is_empty() {
             return Err(Deny::new(MALFORMED, "the token is empty"));
         }
-        if !raw.bytes().all(is_token_byte) {
+        if !is_b64token(raw) {
             return Err(Deny::new(
                 MALFORMED,
                 "the token contains characters a JWT cannot contain",
@@ -190,9 +190,14 @@ fn find_cookie<'a>(headers: &Headers<'a>, name: &str) -> Result<Option<&'a str>,
     Ok(found)
 }
 
-/// Bytes a compact JWS can contain: base64url alphabet and the two dots.
-fn is_token_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.'
+/// RFC 6750 §2.1 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+/// (A JWS uses a subset; opaque tokens for introspection may use the rest.)
+fn is_b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// The decoded parts of a compact JWS, not yet trusted.

@@ -41,6 +41,12 @@ pub struct IdpState {
     pub mode: AtomicU8,
     pub issuer: Mutex<String>,
     pub cache_control: Mutex<Option<String>>,
+    /// RFC 7662: token → answer (absent: `{"active": false}`).
+    pub introspection: Mutex<HashMap<String, serde_json::Value>>,
+    /// The `Authorization` header the introspection endpoint requires.
+    pub introspection_auth: Mutex<String>,
+    pub introspection_hits: AtomicU64,
+    pub introspection_down: std::sync::atomic::AtomicBool,
 }
 
 /// A local OIDC issuer: `{base}/.well-known/openid-configuration` and `{base}/certs`.
@@ -59,6 +65,10 @@ impl Idp {
             mode: AtomicU8::new(MODE_UP),
             issuer: Mutex::new(String::new()),
             cache_control: Mutex::new(None),
+            introspection: Mutex::new(HashMap::new()),
+            introspection_auth: Mutex::new(String::new()),
+            introspection_hits: AtomicU64::new(0),
+            introspection_down: std::sync::atomic::AtomicBool::new(false),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -70,6 +80,7 @@ impl Idp {
                 get(discovery),
             )
             .route("/realms/test/certs", get(certs))
+            .route("/realms/test/introspect", axum::routing::post(introspect))
             .with_state(state.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -93,6 +104,18 @@ impl Idp {
         self.state.jwks_hits.load(Ordering::SeqCst)
     }
 
+    pub fn set_introspection(&self, token: &str, answer: serde_json::Value) {
+        self.state
+            .introspection
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), answer);
+    }
+
+    pub fn introspection_hits(&self) -> u64 {
+        self.state.introspection_hits.load(Ordering::SeqCst)
+    }
+
     pub fn discovery_hits(&self) -> u64 {
         self.state.discovery_hits.load(Ordering::SeqCst)
     }
@@ -111,9 +134,45 @@ async fn discovery(State(s): State<Arc<IdpState>>) -> impl IntoResponse {
     };
     (
         StatusCode::OK,
-        serde_json::json!({"issuer": iss, "jwks_uri": jwks_uri, "token_endpoint": format!("{iss}/token")})
+        serde_json::json!({"issuer": iss, "jwks_uri": jwks_uri, "token_endpoint": format!("{iss}/token"),
+                           "introspection_endpoint": format!("{iss}/introspect")})
             .to_string(),
     )
+}
+
+async fn introspect(
+    State(s): State<Arc<IdpState>>,
+    headers: axum::http::HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    s.introspection_hits.fetch_add(1, Ordering::SeqCst);
+    if s.introspection_down.load(Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "down").into_response();
+    }
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if auth != s.introspection_auth.lock().unwrap().as_str() {
+        return (StatusCode::UNAUTHORIZED, "bad client credentials").into_response();
+    }
+    let token = body
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("token="))
+        .map(|t| {
+            t.replace("%2B", "+")
+                .replace("%2F", "/")
+                .replace("%3D", "=")
+        })
+        .unwrap_or_default();
+    let answer = s
+        .introspection
+        .lock()
+        .unwrap()
+        .get(&token)
+        .cloned()
+        .unwrap_or(serde_json::json!({"active": false}));
+    (StatusCode::OK, answer.to_string()).into_response()
 }
 
 async fn certs(State(s): State<Arc<IdpState>>) -> axum::response::Response {
