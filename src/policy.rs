@@ -110,7 +110,11 @@ impl PathMatcher {
         }
         let mut segs = Vec::new();
         let parts: Vec<&str> = g[1..].split('/').collect();
-        if parts.iter().take(parts.len().saturating_sub(1)).any(|p| p.is_empty()) {
+        if parts
+            .iter()
+            .take(parts.len().saturating_sub(1))
+            .any(|p| p.is_empty())
+        {
             return Err(format!(
                 "`{g}` can never match: requests are matched with repeated slashes merged"
             ));

@@ -66,7 +66,8 @@ impl ServerState {
         match Snapshot::build(config, &self.registry, generation) {
             Ok(snap) => {
                 if self.cache.load().limits() != limits {
-                    self.cache.store(Arc::new(crate::cache::TokenCache::new(limits)));
+                    self.cache
+                        .store(Arc::new(crate::cache::TokenCache::new(limits)));
                 }
                 self.snapshot.store(Arc::new(snap));
                 self.metrics.config_reload(true);

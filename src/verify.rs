@@ -245,8 +245,7 @@ pub fn check_claims(client: &ClientConfig, jwt: &Jwt<'_>, now: i64) -> Result<()
     if let Some(want) = &client.require_typ {
         let ok = jwt.header.typ.as_deref().is_some_and(|t| {
             t.eq_ignore_ascii_case(want)
-                || t
-                    .get(..12)
+                || t.get(..12)
                     .is_some_and(|p| p.eq_ignore_ascii_case("application/"))
                     && t[12..].eq_ignore_ascii_case(want)
         });

@@ -32,19 +32,28 @@ async fn a_token_seen_again_is_a_hit_with_the_same_answer() {
     let first = svc.decide(&req).await;
     let second = svc.decide(&req).await;
     assert!(first.is_allow());
-    assert_eq!(first, second, "a hit answers exactly like a fresh verification");
+    assert_eq!(
+        first, second,
+        "a hit answers exactly like a fresh verification"
+    );
     let m = &server.state.metrics;
     assert_eq!(m.token_cache_miss.get(), 1);
     assert_eq!(m.token_cache_hit.get(), 1);
     assert_eq!(server.state.cache().len(), 1);
     // a different token (same claims, new signature) is a miss
     let b2 = bearer(&key.token(&claims(&idp.issuer, json!("web"), json!({"jti": "2"}))));
-    assert!(svc.decide(&request("GET", "h", "/x", &[("authorization", &b2)])).await.is_allow());
+    assert!(
+        svc.decide(&request("GET", "h", "/x", &[("authorization", &b2)]))
+            .await
+            .is_allow()
+    );
     assert_eq!(m.token_cache_miss.get(), 2);
     // failures are never cached
     let bad = bearer(&key.token(&claims(&idp.issuer, json!("web"), json!({"exp": 1000}))));
     for _ in 0..3 {
-        let d = svc.decide(&request("GET", "h", "/x", &[("authorization", &bad)])).await;
+        let d = svc
+            .decide(&request("GET", "h", "/x", &[("authorization", &bad)]))
+            .await;
         assert_eq!(d.reason(), Some(Reason::TokenExpired));
     }
     assert_eq!(server.state.cache().len(), 2);
@@ -62,22 +71,46 @@ async fn a_reload_a_removed_key_and_expiry_take_effect_despite_the_cache() {
     assert!(svc.decide(&req).await.is_allow());
     assert!(svc.decide(&req).await.is_allow());
     // reload: the client now wants another audience → the cached token no longer routes
-    server.state.reload(oidc_authz::config::parse(&cfg(&idp.issuer, "other")).unwrap()).unwrap();
-    assert_eq!(svc.decide(&req).await.reason(), Some(Reason::UnknownAudience));
-    server.state.reload(oidc_authz::config::parse(&cfg(&idp.issuer, "web")).unwrap()).unwrap();
+    server
+        .state
+        .reload(oidc_authz::config::parse(&cfg(&idp.issuer, "other")).unwrap())
+        .unwrap();
+    assert_eq!(
+        svc.decide(&req).await.reason(),
+        Some(Reason::UnknownAudience)
+    );
+    server
+        .state
+        .reload(oidc_authz::config::parse(&cfg(&idp.issuer, "web")).unwrap())
+        .unwrap();
     assert!(svc.decide(&req).await.is_allow());
     // the IdP removes the key: after the next fetch the cached token is verified again → unknown_key
     let other = TestKey::generate(Alg::ES256, "other");
     idp.set_keys(&[&other]);
-    server.state.snapshot().clients[0].key_set.fetch().await.unwrap();
+    server.state.snapshot().clients[0]
+        .key_set
+        .fetch()
+        .await
+        .unwrap();
     assert_eq!(svc.decide(&req).await.reason(), Some(Reason::UnknownKey));
     // expiry: a cached token stops at its exp (leeway 0)
     idp.set_keys(&[&key]);
-    server.state.snapshot().clients[0].key_set.fetch().await.unwrap();
-    let short = bearer(&key.token(&claims(&idp.issuer, json!("web"), json!({"exp": now() + 2}))));
+    server.state.snapshot().clients[0]
+        .key_set
+        .fetch()
+        .await
+        .unwrap();
+    let short = bearer(&key.token(&claims(
+        &idp.issuer,
+        json!("web"),
+        json!({"exp": now() + 2}),
+    )));
     let short_req = request("GET", "h", "/x", &[("authorization", &short)]);
     assert!(svc.decide(&short_req).await.is_allow());
     assert!(svc.decide(&short_req).await.is_allow());
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(svc.decide(&short_req).await.reason(), Some(Reason::TokenExpired));
+    assert_eq!(
+        svc.decide(&short_req).await.reason(),
+        Some(Reason::TokenExpired)
+    );
 }

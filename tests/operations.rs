@@ -585,16 +585,27 @@ async fn a_jwks_file_change_alone_reloads_the_keys() {
     std::fs::write(&keys, jwks(&[&old])).unwrap();
     let cfg_path = dir.join("config.yaml");
     std::fs::write(&cfg_path, tagged_config(&keys, "a")).unwrap();
-    let state = ServerState::new(oidc_authz::config::load(&cfg_path).unwrap(), Arc::new(Metrics::new())).unwrap();
+    let state = ServerState::new(
+        oidc_authz::config::load(&cfg_path).unwrap(),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
     let _r = oidc_authz::reload::spawn(state.clone(), cfg_path.clone(), Duration::from_millis(100));
     let svc = AuthzService::new(state.clone());
-    let b = bearer(&new.token(&claims("https://issuer.example.org", json!("app"), json!({}))));
+    let b = bearer(&new.token(&claims(
+        "https://issuer.example.org",
+        json!("app"),
+        json!({}),
+    )));
     let req = request("GET", "h", "/api/x", &[("authorization", &b)]);
     assert_eq!(svc.decide(&req).await.reason(), Some(Reason::UnknownKey));
     std::fs::write(&keys, jwks(&[&new])).unwrap(); // the config file itself is unchanged
     let t = Instant::now();
     while !svc.decide(&req).await.is_allow() {
-        assert!(t.elapsed() < Duration::from_secs(2), "a key file change was not picked up");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "a key file change was not picked up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
