@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::service::AuthzService;
 use crate::state::ServerState;
@@ -72,14 +72,17 @@ pub async fn run_with(
     let mut stop_seen = grpc_stop_rx.clone();
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
+            // (tcp_nodelay on the builder is ignored with an incoming stream: set on TcpIncoming)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .add_service(health_service)
             .add_service(authz)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), async move {
-                let _ = grpc_stop_rx.wait_for(|s| *s).await;
-            }),
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(grpc).with_nodelay(Some(true)),
+                async move {
+                    let _ = grpc_stop_rx.wait_for(|s| *s).await;
+                },
+            ),
     );
     let admin_task = tokio::spawn(
         axum::serve(admin, crate::admin::router(state.clone()))
@@ -95,9 +98,12 @@ pub async fn run_with(
         tokio::spawn(
             tonic::transport::Server::builder()
                 .add_service(crate::admin_grpc::AdminService::server(state.clone()))
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                }),
+                .serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    },
+                ),
         )
     });
 
