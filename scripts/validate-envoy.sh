@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Render deploy/envoy/envoy.yaml with example values and check it with `envoy --mode validate`.
+# Uses $ENVOY (an envoy binary) if set, else .venv/bin/envoy (created by scripts/setup-e2e.sh, run here
+# when missing), else `envoy` from PATH.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+template="$root/deploy/envoy/envoy.yaml"
+
+envoy="${ENVOY:-}"
+if [[ -z "$envoy" ]]; then
+  if [[ ! -x "$root/.venv/bin/envoy" ]] && ! command -v envoy >/dev/null; then
+    "$root/scripts/setup-e2e.sh"
+  fi
+  if [[ -x "$root/.venv/bin/envoy" ]]; then envoy="$root/.venv/bin/envoy"; else envoy="$(command -v envoy)"; fi
+fi
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+# Two renderings: the container shape (hostnames, 0.0.0.0) and the e2e shape (loopback IPs).
+status=0
+for shape in container loopback; do
+  if [[ "$shape" == container ]]; then
+    vals=(ENVOY_LISTEN_ADDRESS=0.0.0.0 ENVOY_PORT=8080 ENVOY_ADMIN_PORT=9901
+          OIDC_AUTHZ_HOST=oidc-authz OIDC_AUTHZ_PORT=9001 UPSTREAM_HOST=app UPSTREAM_PORT=8000)
+  else
+    vals=(ENVOY_LISTEN_ADDRESS=127.0.0.1 ENVOY_PORT=18080 ENVOY_ADMIN_PORT=19901
+          OIDC_AUTHZ_HOST=127.0.0.1 OIDC_AUTHZ_PORT=19001 UPSTREAM_HOST=127.0.0.1 UPSTREAM_PORT=18000)
+  fi
+  python3 "$root/e2e/render_envoy.py" "$template" "${vals[@]}" > "$tmp/envoy-$shape.yaml"
+  if out="$("$envoy" --mode validate -c "$tmp/envoy-$shape.yaml" --log-level warn 2>&1)"; then
+    echo "validate-envoy: deploy/envoy/envoy.yaml ($shape values): OK"
+  else
+    echo "$out" >&2
+    echo "validate-envoy: deploy/envoy/envoy.yaml ($shape values): INVALID" >&2
+    status=1
+  fi
+done
+exit "$status"
