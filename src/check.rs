@@ -61,8 +61,11 @@ pub async fn decide_with(
         Err(d) => return deny(d, None, None, false),
     };
     let host = policy::host_without_port(input.host);
+    // Methods are matched upper-case: a framework that treats `post` as POST must not let
+    // `post` skip a `methods: [POST]` rule.
+    let method = upper(input.method);
     let (rule_name, auth, rule) =
-        match policy::match_rule(&snap.config.rules, input.method, &host, &path) {
+        match policy::match_rule(&snap.config.rules, &method, &host, &path) {
             Some(r) => (r.name.as_str(), r.auth, Some(r)),
             None => match snap.config.default {
                 DefaultAction::Deny => {
@@ -423,6 +426,15 @@ fn anonymous(snap: &Snapshot, rule: &str) -> Decision {
         set_headers: Vec::new(),
         remove_headers: snap.spoofable.clone(),
     })
+}
+
+/// Upper-case, borrowing when it already is.
+pub fn upper(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(s.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Borrow-or-own helper for callers that build headers from owned strings.

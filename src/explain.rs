@@ -96,7 +96,12 @@ pub async fn explain(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Expla
         Ok(path) => {
             push("path", format!("normalised to {path}"));
             let host = policy::host_without_port(input.host);
-            match policy::match_rule(&snap.config.rules, input.method, &host, &path) {
+            match policy::match_rule(
+                &snap.config.rules,
+                &check::upper(input.method),
+                &host,
+                &path,
+            ) {
                 Some(r) => push(
                     "rule",
                     format!(

@@ -329,12 +329,26 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, Deny> {
             i += 1;
         }
     }
-    // Merge slashes and resolve dot-segments.
+    // Resolve dot-segments as RFC 3986 §5.2.4 does — an empty segment from `//` is a segment, so
+    // `/a//../b` is `/a/b`, the order Envoy's normalize_path + merge_slashes use — then merge
+    // slashes. A dot-segment carrying path parameters (`..;x`, `.%3Bx`) is refused: servlet
+    // containers treat `..;` as `..`, so `/api/..;/admin` would be served as `/admin`.
     let trailing = decoded.ends_with('/') || decoded.ends_with("/.") || decoded.ends_with("/..");
     let mut out: Vec<&str> = Vec::new();
-    for seg in decoded.split('/') {
+    for seg in decoded.split('/').skip(1) {
+        let params_at = seg
+            .find(';')
+            .or_else(|| seg.to_ascii_lowercase().find("%3b"));
+        if let Some(at) = params_at
+            && matches!(&seg[..at], "." | "..")
+        {
+            return Err(Deny::new(
+                Reason::InvalidPath,
+                "the path has a dot-segment with path parameters",
+            ));
+        }
         match seg {
-            "" | "." => {}
+            "." => {}
             ".." => {
                 out.pop();
             }
@@ -342,7 +356,7 @@ pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, Deny> {
         }
     }
     let mut result = String::with_capacity(decoded.len());
-    for s in &out {
+    for s in out.iter().filter(|s| !s.is_empty()) {
         result.push('/');
         result.push_str(s);
     }
@@ -487,6 +501,22 @@ mod tests {
         assert_eq!(norm("/a%20b%7e").unwrap(), "/a%20b~");
         assert_eq!(norm("/a%3f").unwrap(), "/a%3F");
         assert_eq!(norm("/api/..").unwrap(), "/");
+        // dot-segments before slash merging (Envoy's order): `//..` removes the empty segment
+        assert_eq!(norm("/admin//../public").unwrap(), "/admin/public");
+        assert_eq!(norm("/a///..//b").unwrap(), "/a/b");
+        assert_eq!(norm("/a/b//").unwrap(), "/a/b/");
+        // path parameters on dot-segments (Tomcat / Spring `..;`)
+        for bad in [
+            "/api/..;/admin",
+            "/api/..;x=1/admin",
+            "/api/.;/admin",
+            "/api/..%3B/admin",
+            "/api/..%3bjsessionid=1/x",
+        ] {
+            assert_eq!(norm(bad), Err(Reason::InvalidPath), "{bad}");
+        }
+        // ordinary matrix parameters are fine
+        assert_eq!(norm("/api/items;v=2/x").unwrap(), "/api/items;v=2/x");
         for bad in [
             "/api%2F..%2Fadmin",
             "/api%2f",

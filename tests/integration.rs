@@ -472,6 +472,23 @@ async fn path_confusion_never_reaches_a_laxer_rule() {
     );
     // case matters: /Admin is not /admin (and no rule matches it)
     assert_deny(&fx.get("/Admin", Some(&tok)).await, Reason::NoMatchingRule);
+    // Tomcat / Spring serve `..;` as `..`: refused rather than matched as a plain segment
+    for p in [
+        "/api/..;/admin",
+        "/api/..;jsessionid=x/admin",
+        "/api/..%3B/admin",
+    ] {
+        assert_deny(&fx.get(p, Some(&tok)).await, Reason::InvalidPath);
+    }
+    // dot-segments are resolved before slashes are merged, as Envoy does: the path we
+    // authorise is the one the upstream routes on
+    let o = fx.get("/admin//../public", Some(&tok)).await;
+    assert_deny(&o, Reason::MissingRequiredRoles); // "/admin/public", not "/public"
+    // the method is matched case-insensitively: `post` cannot skip the POST-only rule
+    assert_deny(
+        &fx.call("post", "/api/names", Some(&tok)).await,
+        Reason::MissingRequiredRoles,
+    );
     let admin = fx.core_token(json!({"realm_access": {"roles": ["admin"]}}));
     assert!(fx.get("/api/../admin", Some(&admin)).await.allowed());
 }
