@@ -24,6 +24,11 @@ echo "fuzz: $(cargo +nightly --version); $(cargo fuzz --version); ${secs}s per t
 # same (audited) dependency versions, adding only libfuzzer-sys and its few dependencies.
 [[ -f fuzz/Cargo.lock ]] || cp Cargo.lock fuzz/Cargo.lock
 
+# The sanitizer build is slow on 2 cores: keep it outside the clone so CI runs on the same
+# machine reuse it (override with FUZZ_TARGET_DIR).
+export CARGO_TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/oidc-authz/fuzz-target}"
+mkdir -p "$CARGO_TARGET_DIR"
+
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 cd fuzz
