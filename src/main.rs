@@ -50,33 +50,7 @@ enum Command {
     },
     /// Explain the decision for one request: offline from a config file (key sets are fetched
     /// as `serve` would), or against a live server's admin gRPC API with --server.
-    Explain {
-        #[arg(long, env = "OIDC_AUTHZ_CONFIG", conflicts_with = "server")]
-        config: Option<PathBuf>,
-        /// A live server's admin gRPC address (listen.admin_grpc), e.g. 127.0.0.1:9003.
-        #[arg(long)]
-        server: Option<String>,
-        /// The bearer token (or use --token-file; never logged).
-        #[arg(long)]
-        token: Option<String>,
-        #[arg(long, conflicts_with = "token")]
-        token_file: Option<PathBuf>,
-        #[arg(long, default_value = "GET")]
-        method: String,
-        #[arg(long)]
-        path: String,
-        #[arg(long, default_value = "")]
-        host: String,
-        /// Extra request headers, `name: value` (repeatable).
-        #[arg(long = "header")]
-        headers: Vec<String>,
-        /// Print the answer as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Also list the key sets (kids, age, last fetch result).
-        #[arg(long)]
-        key_sets: bool,
-    },
+    Explain(ExplainArgs),
 }
 
 fn init_tracing(format: LogFormat) {
@@ -104,29 +78,7 @@ fn main() -> ExitCode {
                 Err(msg) => usage_error(&msg),
             }
         }
-        Command::Explain {
-            config,
-            server,
-            token,
-            token_file,
-            method,
-            path,
-            host,
-            headers,
-            json,
-            key_sets,
-        } => explain_cmd(ExplainArgs {
-            config,
-            server,
-            token,
-            token_file,
-            method,
-            path,
-            host,
-            headers,
-            json,
-            key_sets,
-        }),
+        Command::Explain(args) => explain_cmd(args),
         Command::Serve { config } => match oidc_authz::compat::Source::choose(config) {
             Ok(source) => {
                 init_tracing(cli.log_format);
@@ -339,16 +291,32 @@ fn spawn_sighup(reloader: Option<oidc_authz::reload::Reloader>) {
     drop(reloader);
 }
 
+#[derive(clap::Args)]
 struct ExplainArgs {
+    #[arg(long, env = "OIDC_AUTHZ_CONFIG", conflicts_with = "server")]
     config: Option<PathBuf>,
+    /// A live server's admin gRPC address (listen.admin_grpc), e.g. 127.0.0.1:9003.
+    #[arg(long)]
     server: Option<String>,
+    /// The bearer token (or use --token-file; never logged).
+    #[arg(long)]
     token: Option<String>,
+    #[arg(long, conflicts_with = "token")]
     token_file: Option<PathBuf>,
+    #[arg(long, default_value = "GET")]
     method: String,
+    #[arg(long)]
     path: String,
+    #[arg(long, default_value = "")]
     host: String,
+    /// Extra request headers, `name: value` (repeatable).
+    #[arg(long = "header")]
     headers: Vec<String>,
+    /// Print the answer as JSON.
+    #[arg(long)]
     json: bool,
+    /// Also list the key sets (kids, age, last fetch result).
+    #[arg(long)]
     key_sets: bool,
 }
 

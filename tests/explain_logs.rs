@@ -17,24 +17,6 @@ use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_oidc-authz");
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    use std::hash::{BuildHasher, Hasher};
-    let r = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let d = std::env::temp_dir().join(format!("oidc-authz-{tag}-{}-{r:x}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn static_config(dir: &std::path::Path, key: &TestKey) -> std::path::PathBuf {
     let keys = dir.join("keys.json");
     std::fs::write(&keys, jwks(&[key])).unwrap();

@@ -19,16 +19,6 @@ use oidc_authz::state::ServerState;
 use oidc_authz::testkit::{TestKey, claims, jwks};
 use serde_json::json;
 
-fn temp_dir(tag: &str) -> std::path::PathBuf {
-    use std::hash::{BuildHasher, Hasher};
-    let r = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let d = std::env::temp_dir().join(format!("oidc-authz-{tag}-{}-{r:x}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 /// A config with one client (static keys) whose header and rule names carry `tag`, so every
 /// response shows which generation decided it.
 fn tagged_config(keys: &std::path::Path, tag: &str) -> String {

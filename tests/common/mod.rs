@@ -366,3 +366,23 @@ pub async fn check(
         .into_inner();
     outcome(&resp)
 }
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(tag: &str) -> std::path::PathBuf {
+    use std::hash::{BuildHasher, Hasher};
+    let r = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let d = std::env::temp_dir().join(format!("oidc-authz-{tag}-{}-{r:x}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A loopback port that was free a moment ago (for the binary, which binds its own sockets).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
