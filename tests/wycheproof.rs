@@ -119,18 +119,10 @@ fn deliberately_rejected(c: &Case<'_>) -> Option<&'static str> {
 /// Invalid vectors the project currently accepts, each with what would close the gap. Either
 /// outcome passes for these (like `acceptable`), and every run prints them. Keyed by file + tcId
 /// so nothing else can slip in.
-const KNOWN_GAPS: &[(&str, u64, &str)] = &[
-    (
-        "json_web_key_test.json",
-        7,
-        "ROCA-vulnerable RSA key (CVE-2017-15361) is not detected: jwks::parse_jwk would need the ROCA fingerprint test on `n` to skip such keys",
-    ),
-    (
-        "json_web_crypto_test.json",
-        46,
-        "ROCA-vulnerable RSA key (CVE-2017-15361) is not detected: jwks::parse_jwk would need the ROCA fingerprint test on `n` to skip such keys",
-    ),
-];
+// Invalid vectors the project still accepts, by exact file + tcId, with the reason. Empty: the
+// ROCA keys (json_web_key tcId 7, json_web_crypto tcId 46) are rejected by jwks::parse_jwk since
+// it checks the ROCA fingerprint.
+const KNOWN_GAPS: &[(&str, u64, &str)] = &[];
 
 fn known_gap(file: &str, tc_id: u64) -> Option<&'static str> {
     KNOWN_GAPS
