@@ -91,6 +91,13 @@ def main() -> int:
     def errors(prefix: str) -> int:
         return int(sum(vals(prefix + ".errors")))
 
+    def us_per(cpu_key: str, count_key: str) -> str:
+        """CPU µs per request over the rounds where the process survived."""
+        rs = [r for r in rounds if r in d.get(cpu_key, {}) and d.get(count_key, {}).get(r)]
+        if not rs:
+            return ""
+        return f"{sum(d[cpu_key][r] for r in rs) * 1e6 / sum(d[count_key][r] for r in rs):.1f}"
+
     def ratio(num: str, den: str) -> tuple[float, list[float]]:
         per = [d[num][r] / d[den][r] for r in rounds if r in d.get(num, {}) and r in d.get(den, {}) and d[den][r]]
         return mean(num) / mean(den), per
@@ -111,7 +118,7 @@ def main() -> int:
     )
     w("")
     w("Through Envoy: wrk -t1 -c32, 1,000 distinct RS256 tokens round-robin, Envoy --concurrency 1, direct_response")
-    w(f"  {'configuration':<46} {'req/s':>9}  {'rounds':<26} notes")
+    w(f"  {'configuration':<46} {'req/s':>9}  {'rounds':<26} {'CPU µs/req: Envoy':>17} {'authz':>6}  notes")
     rows = [
         ("plain", "(a) Envoy alone"),
         ("jwt", "(b) + jwt_authn (no cache)"),
@@ -127,10 +134,13 @@ def main() -> int:
             note.append(f"{errors(k)} ERRORS")
         if key == "cold" and a.cold and any(v > a.cold for v in vals(k + ".requests")):
             note.append(f"wrapped past {a.cold} tokens: some cache hits")
-        w(f"  {label:<46} {mean(k):>9.0f}  {' '.join(f'{v:.0f}' for v in vals(k)):<26} {', '.join(note)}")
+        w(
+            f"  {label:<46} {mean(k):>9.0f}  {' '.join(f'{v:.0f}' for v in vals(k)):<26} "
+            f"{us_per(k + '.envoy_cpu_s', k + '.requests'):>17} {us_per(k + '.authz_cpu_s', k + '.requests'):>6}  {', '.join(note)}"
+        )
     w("")
     w("Direct gRPC Check: bench/loadgen.rs, pre-encoded CheckRequests, every answer checked")
-    w(f"  {'configuration':<46} {'Checks/s':>9}  {'rounds':<26} notes")
+    w(f"  {'configuration':<46} {'Checks/s':>9}  {'rounds':<26} {'server CPU µs/Check':>19}  notes")
     for key, label in [
         ("direct.allow", "allow-all, 2 conns x 16 streams"),
         ("direct.warm", "oidc-authz warm, 2 conns x 16 streams"),
@@ -140,11 +150,13 @@ def main() -> int:
         e = errors(key)
         w(
             f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
-            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} {f'{e} ERRORS' if e else ''}"
+            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
+            f"{us_per(key + '.cpu_s', key + '.checks'):>19}  {f'{e} ERRORS' if e else ''}"
         )
 
     def per_cpu(key: str) -> float:
-        checks, cpu = sum(vals(key + ".checks")), sum(vals(key + ".cpu_s"))
+        rs = [r for r in rounds if r in d.get(key + ".cpu_s", {})]
+        checks, cpu = sum(d[key + ".checks"][r] for r in rs), sum(d[key + ".cpu_s"][r] for r in rs)
         return checks / cpu if cpu else float("nan")
 
     per_core = per_cpu("direct.cold")

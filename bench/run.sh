@@ -286,13 +286,26 @@ results="$work/results.tsv"   # key <TAB> round <TAB> value
 : >"$results"
 put() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { # name -> utime + stime of that process in clock ticks (empty if it is gone)
+  local p="${PID[$1]:-}"
+  [[ -n "$p" ]] && awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true
+}
+cpu_put() { # key round name ticks-before: CPU seconds the process used since (nothing if it died)
+  local after; after=$(cpu_ticks "$3")
+  [[ -n "$4" && -n "$after" ]] || return 0
+  put "$1" "$2" "$(awk -v a="$4" -v b="$after" -v hz="$HZ" 'BEGIN{print (b-a)/hz}')"
+}
+HZ=$(getconf CLK_TCK)
 compiles() { ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|cargo|ld|ld.lld|clang)$' || true; }
 
-wrk_run() { # round key envoy-name tokens seconds
-  local r=$1 key=$2 port=${PORT[envoy-$3]} file=$4 secs=$5 out rps reqs non2xx sockerr
+wrk_run() { # round key envoy-name tokens seconds [authz-server-name]
+  local r=$1 key=$2 port=${PORT[envoy-$3]} file=$4 secs=$5 authz=${6:-} out rps reqs non2xx sockerr e0 a0=""
+  e0=$(cpu_ticks "envoy-$3")
+  [[ -n "$authz" ]] && a0=$(cpu_ticks "$authz")
   out=$("${CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" -s bench/tokens.lua \
         "http://127.0.0.1:$port/api/items" -- "$file" 2>&1) || die "wrk failed: $out"
+  cpu_put "$key.envoy_cpu_s" "$r" "envoy-$3" "$e0"
+  [[ -n "$authz" ]] && cpu_put "$key.authz_cpu_s" "$r" "$authz" "$a0"
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out"); non2xx=${non2xx:-0}
@@ -303,11 +316,13 @@ wrk_run() { # round key envoy-name tokens seconds
   printf '   %-28s %10s req/s  (%s requests, %s errors)\n' "$key" "$rps" "$reqs" "$((non2xx + sockerr))" >&2
 }
 
-loadgen_run() { # round key port tokens extra-args...
-  local r=$1 key=$2 port=$3 file=$4 out
-  shift 4
+loadgen_run() { # round key server-name port tokens extra-args...
+  local r=$1 key=$2 server=$3 port=$4 file=$5 out t0
+  shift 5
+  t0=$(cpu_ticks "$server")
   out=$("${CLI[@]}" "$BIN/examples/loadgen" --addr "127.0.0.1:$port" --tokens "$file" "$@" 2>&1) \
     || die "loadgen failed: $out"
+  cpu_put "$key.cpu_s" "$r" "$server" "$t0"
   local line; line=$(grep '^checks=' <<<"$out" | tail -n1)
   for kv in $line; do put "$key.${kv%%=*}" "$r" "${kv#*=}"; done
   printf '   %-28s %s\n' "$key" "$line" >&2
@@ -319,29 +334,26 @@ for r in $(seq 1 "$ROUNDS"); do
   for e in plain jwt jwt_cache allow warm; do
     "${CLI[@]}" wrk -t1 -c"$CONNS" -d1s -s bench/tokens.lua "http://127.0.0.1:${PORT[envoy-$e]}/api/items" \
       -- "$tokdir/warm.txt" >/dev/null 2>&1   # warm-up: connections, caches
-    wrk_run "$r" "envoy.$e" "$e" "$tokdir/warm.txt" "$SECS"
+    wrk_run "$r" "envoy.$e" "$e" "$tokdir/warm.txt" "$SECS" "$(case $e in allow) echo allow;; warm) echo warm;; esac)"
   done
   for v in $VARIANTS; do
-    wrk_run "$r" "envoy.allow_$v" "allow_$v" "$tokdir/warm.txt" "$SECS"
+    wrk_run "$r" "envoy.allow_$v" "allow_$v" "$tokdir/warm.txt" "$SECS" allow
   done
   restart_authz cold     # empty cache: every token of cold.txt is new
-  wrk_run "$r" "envoy.cold" cold "$tokdir/cold.txt" "$SECS"
+  wrk_run "$r" "envoy.cold" cold "$tokdir/cold.txt" "$SECS" cold
 
   # direct gRPC Check: closed loop, 2 HTTP/2 connections x 16 streams (32 in flight, like wrk)
-  loadgen_run "$r" direct.allow "$ALLOW_PORT" "$tokdir/warm.txt" --connections 2 --streams 16 --duration "$SECS"
-  loadgen_run "$r" direct.warm "${PORT[warm]}" "$tokdir/warm.txt" --connections 2 --streams 16 --duration "$SECS"
+  loadgen_run "$r" direct.allow allow "$ALLOW_PORT" "$tokdir/warm.txt" --connections 2 --streams 16 --duration "$SECS"
+  loadgen_run "$r" direct.warm warm "${PORT[warm]}" "$tokdir/warm.txt" --connections 2 --streams 16 --duration "$SECS"
   # fixed rate, 1 connection x 32 streams (Envoy's shape: one HTTP/2 connection per worker)
-  loadgen_run "$r" rate.allow "$ALLOW_PORT" "$tokdir/warm.txt" --connections 1 --streams 32 --rate "$RATE" --duration "$SECS"
-  loadgen_run "$r" rate.warm "${PORT[warm]}" "$tokdir/warm.txt" --connections 1 --streams 32 --rate "$RATE" --duration "$SECS"
+  loadgen_run "$r" rate.allow allow "$ALLOW_PORT" "$tokdir/warm.txt" --connections 1 --streams 32 --rate "$RATE" --duration "$SECS"
+  loadgen_run "$r" rate.warm warm "${PORT[warm]}" "$tokdir/warm.txt" --connections 1 --streams 32 --rate "$RATE" --duration "$SECS"
   # cold path: every token new (each sent once, for at most SECS); RS256 verifications per CPU-second
   # of oidc-authz, as configured by default (cache on) and with the cache off (verification alone)
   for inst in cold nocache; do
     restart_authz "$inst"
-    t0=$(cpu_ticks "${PID[$inst]}")
-    loadgen_run "$r" "direct.$inst" "${PORT[$inst]}" "$tokdir/cold.txt" --connections 2 --streams 16 \
+    loadgen_run "$r" "direct.$inst" "$inst" "${PORT[$inst]}" "$tokdir/cold.txt" --connections 2 --streams 16 \
       --requests "$COLD" --duration "$SECS"
-    t1=$(cpu_ticks "${PID[$inst]}" 2>/dev/null || echo "$t0")
-    put "direct.$inst.cpu_s" "$r" "$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN{print (b-a)/hz}')"
   done
   # the reference: one core of OpenSSL verifying RSA-2048 signatures
   ov=$("${SRV[@]}" openssl speed -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $NF}')
@@ -364,7 +376,7 @@ stop ten
 
 say "memory: flood of up to $FLOOD distinct valid EdDSA tokens for at most ${FLOOD_SECS}s (default cache cap)"
 start_authz flood flood
-loadgen_run 1 flood "${PORT[flood]}" "$tokdir/flood.txt" --connections 2 --streams 16 \
+loadgen_run 1 flood flood "${PORT[flood]}" "$tokdir/flood.txt" --connections 2 --streams 16 \
   --requests "$FLOOD" --duration "$FLOOD_SECS"
 put mem.flood.hwm_kib 1 "$(mem flood VmHWM)"
 put mem.flood.rss_kib 1 "$(mem flood VmRSS)"
