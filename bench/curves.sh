@@ -8,20 +8,27 @@
 #    1 → 16 KiB; the table shows criterion's mean per operation (full reports in target/criterion/).
 # 2. Concurrency: bench/loadgen.rs against oidc-authz (warm cache) and the allow-all reference server,
 #    1 HTTP/2 connection x 1, 8, 32, 128 streams; Checks/s and p50 / p99 latency.
-# Placement as in bench/run.sh (BENCH_PIN=split: servers on CPU 0, loadgen on CPU 1). 127.0.0.1 only.
+# 3. With --pure: also `cargo bench --bench pure` (parse, route, verify per algorithm, policy, decide, protobuf)
+#    and its means in the same table.
+# Placement as in bench/run.sh (BENCH_PIN=none by default; split: servers on CPU 0, loadgen on CPU 1). 127.0.0.1 only.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 SECS="${CURVE_SECONDS:-5}"
-PIN="${BENCH_PIN:-split}"
+PIN="${BENCH_PIN:-none}"
 ISS="https://sso.bench.local/realms/bench"
 AUD="bench-app"
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { echo "curves: $*" >&2; exit 1; }
 
-say "cargo bench --bench scaling (criterion; log in target/bench/scaling.log)"
+PURE=0; [[ "${1:-}" == "--pure" ]] && PURE=1
 mkdir -p target/bench
+if [[ $PURE == 1 ]]; then
+  say "cargo bench --bench pure (criterion; log in target/bench/pure.log)"
+  cargo bench --quiet --bench pure >target/bench/pure.log 2>&1 || { tail -n 30 target/bench/pure.log >&2; die "cargo bench failed"; }
+fi
+say "cargo bench --bench scaling (criterion; log in target/bench/scaling.log)"
 cargo bench --quiet --bench scaling >target/bench/scaling.log 2>&1 || { tail -n 30 target/bench/scaling.log >&2; die "cargo bench failed"; }
 
 say "building oidc-authz, allow_all, loadgen, bench_tokens (release)"
@@ -73,8 +80,8 @@ for s in 1 8 32 128; do
   done
 done
 
-python3 - "$conc" <<'PY'
-import json, os, sys
+python3 - "$conc" "$PURE" <<'PY'
+import glob, json, os, sys
 
 def est(*parts):
     p = os.path.join("target", "criterion", *parts, "new", "estimates.json")
@@ -86,6 +93,20 @@ def est(*parts):
 
 def t(ns):
     return f"{ns / 1000:8.2f} µs" if ns >= 1000 else f"{ns:8.0f} ns"
+
+if sys.argv[2] == "1":
+    print()
+    print("Pure path (criterion mean, benches/pure.rs)")
+    for g in ("token", "verify", "policy", "decide", "grpc"):
+        for d in sorted(glob.glob(os.path.join("target", "criterion", g, "*", "new"))):
+            try:
+                with open(os.path.join(d, "benchmark.json")) as f:
+                    name = json.load(f)["full_id"]
+                with open(os.path.join(d, "estimates.json")) as f:
+                    ns = json.load(f)["mean"]["point_estimate"]
+            except (OSError, KeyError, ValueError):
+                continue
+            print(f"  {name:<72} {t(ns):>11}")
 
 print()
 print("Cost per operation (criterion mean, benches/scaling.rs)")

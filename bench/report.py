@@ -61,7 +61,14 @@ def machine() -> str:
         envoy = m.group(1) if m else out.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    return f"{os.cpu_count()} cores ({model}), {mem_kib / 1048576:.1f} GiB RAM, {platform.system()} {platform.release()}, Envoy {envoy}"
+    try:
+        rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        rev = "?"
+    return (
+        f"commit {rev or '?'}; {os.cpu_count()} cores ({model}), {mem_kib / 1048576:.1f} GiB RAM, "
+        f"{platform.system()} {platform.release()}, Envoy {envoy}"
+    )
 
 
 def main() -> int:
@@ -69,7 +76,7 @@ def main() -> int:
     p.add_argument("results")
     p.add_argument("--seconds", default="10")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--pin", default="split")
+    p.add_argument("--pin", default="none")
     p.add_argument("--cold", type=int, default=0)
     p.add_argument("--flood", type=int, default=0)
     p.add_argument("--variants", default="")
