@@ -2,16 +2,19 @@
 //! signature and claim checks) is remembered until the token's `exp`, so a token seen again costs a
 //! hash lookup instead of a signature verification.
 //!
-//! Lock-free reads (`papaya`). Bounded by entries and by (estimated) bytes; when full, expired
-//! entries go first, then arbitrary ones (hash order: effectively random, so an attacker cannot
-//! steer eviction). Keys are a per-process keyed hash of the whole token and every hit compares
+//! 32 shards, each a `RwLock<HashMap>` (a hit takes one uncontended read lock). Bounded by entries
+//! and by (estimated) bytes; when full, expired entries go first, then arbitrary ones (hash order
+//! under a per-process key: an attacker cannot steer eviction). (A lock-free `papaya` map was
+//! used first; under a flood of distinct tokens its remove-heavy eviction made inserts allocate
+//! without bound — found by bench/run.sh — so the cache uses plain shards now.) Keys are a per-process keyed hash of the whole token and every hit compares
 //! the whole token, so a collision can only cost a miss. An entry is used only while the config
 //! generation and the key set's generation it was verified under are still current, so a reload
 //! or a key removal takes effect at once. Failed verifications are never cached.
 
-use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 
 use serde_json::{Map, Value};
 
@@ -78,8 +81,14 @@ impl Default for CacheLimits {
     }
 }
 
+/// One independently locked part of the cache.
+type Shard = RwLock<HashMap<u64, Arc<Entry>>>;
+
+/// Number of independently locked shards (a power of two).
+const SHARDS: usize = 32;
+
 pub struct TokenCache {
-    map: papaya::HashMap<u64, Arc<Entry>, NoHash>,
+    shards: Box<[Shard]>,
     keys: std::collections::hash_map::RandomState,
     limits: CacheLimits,
     bytes: AtomicUsize,
@@ -95,37 +104,18 @@ impl std::fmt::Debug for TokenCache {
     }
 }
 
-/// The keys are already keyed hashes: do not hash them again.
-#[derive(Clone, Default)]
-pub struct NoHash;
-
-impl BuildHasher for NoHash {
-    type Hasher = NoHashHasher;
-    fn build_hasher(&self) -> NoHashHasher {
-        NoHashHasher(0)
-    }
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub struct NoHashHasher(u64);
-
-impl Hasher for NoHashHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl TokenCache {
     pub fn new(limits: CacheLimits) -> TokenCache {
         TokenCache {
-            map: papaya::HashMap::builder().hasher(NoHash).build(),
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             keys: std::collections::hash_map::RandomState::new(),
             limits,
             bytes: AtomicUsize::new(0),
@@ -137,6 +127,11 @@ impl TokenCache {
         self.keys.hash_one(token)
     }
 
+    fn shard(&self, key: u64) -> &Shard {
+        // the low bits pick the shard; the map hashes the whole key again (cheap, and safe)
+        &self.shards[(key as usize) & (SHARDS - 1)]
+    }
+
     /// A usable entry for `token`: same token, same generations, not expired.
     pub fn get(
         &self,
@@ -145,13 +140,13 @@ impl TokenCache {
         key_set_generation: impl Fn(usize) -> u64,
         now: i64,
     ) -> Option<Arc<Entry>> {
-        let guard = self.map.guard();
-        let e = self.map.get(&self.key(token), &guard)?;
+        let key = self.key(token);
+        let e = read(self.shard(key)).get(&key).cloned()?;
         (*e.token == *token
             && e.config_generation == config_generation
             && e.expires_at > now
             && e.key_set_generation == key_set_generation(e.client))
-        .then(|| e.clone())
+        .then_some(e)
     }
 
     /// Remember a verified token (evicting first if the limits would be exceeded).
@@ -166,60 +161,59 @@ impl TokenCache {
         }
         let key = self.key(&entry.token);
         let cost = entry.cost;
-        let guard = self.map.guard();
-        match self.map.insert(key, entry, &guard) {
+        let old = write(self.shard(key)).insert(key, entry);
+        self.bytes.fetch_add(cost, Ordering::Relaxed);
+        match old {
             Some(old) => {
-                self.bytes.fetch_add(cost, Ordering::Relaxed);
                 self.bytes.fetch_sub(old.cost, Ordering::Relaxed);
             }
             None => {
-                self.bytes.fetch_add(cost, Ordering::Relaxed);
                 self.entries.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
 
-    /// Make room: drop expired entries, then arbitrary ones until a tenth of each limit is free.
+    /// Make room: drop expired entries, then arbitrary ones (hash order) until a tenth of each
+    /// limit is free. One shard is locked at a time.
     fn evict(&self, now: i64, incoming: usize) {
-        let guard = self.map.guard();
         let target_entries = self.limits.max_entries - self.limits.max_entries / 10;
         let target_bytes =
             (self.limits.max_bytes - self.limits.max_bytes / 10).saturating_sub(incoming);
-        let mut removed: Vec<u64> = Vec::new();
-        for (k, e) in self.map.iter(&guard) {
-            if e.expires_at <= now {
-                removed.push(*k);
-            }
-        }
-        for k in removed.drain(..) {
-            self.remove(k, &guard);
-        }
-        if self.entries.load(Ordering::Relaxed) > target_entries
-            || self.bytes.load(Ordering::Relaxed) > target_bytes
-        {
-            for (k, _) in self.map.iter(&guard) {
-                if self.entries.load(Ordering::Relaxed) <= target_entries
-                    && self.bytes.load(Ordering::Relaxed) <= target_bytes
-                {
-                    break;
+        let over = |c: &TokenCache| {
+            c.entries.load(Ordering::Relaxed) > target_entries
+                || c.bytes.load(Ordering::Relaxed) > target_bytes
+        };
+        for shard in self.shards.iter() {
+            let mut map = write(shard);
+            let (mut n, mut b) = (0usize, 0usize);
+            map.retain(|_, e| {
+                let keep = e.expires_at > now;
+                if !keep {
+                    n += 1;
+                    b += e.cost;
                 }
-                removed.push(*k);
-                if removed.len() >= 1024 {
-                    for k in removed.drain(..) {
-                        self.remove(k, &guard);
-                    }
+                keep
+            });
+            self.entries.fetch_sub(n, Ordering::Relaxed);
+            self.bytes.fetch_sub(b, Ordering::Relaxed);
+        }
+        for shard in self.shards.iter() {
+            if !over(self) {
+                break;
+            }
+            let mut map = write(shard);
+            // take an even share from each shard
+            let quota = map
+                .len()
+                .saturating_sub(target_entries / SHARDS)
+                .max(map.len() / 2);
+            let victims: Vec<u64> = map.keys().take(quota).copied().collect();
+            for k in victims {
+                if let Some(old) = map.remove(&k) {
+                    self.entries.fetch_sub(1, Ordering::Relaxed);
+                    self.bytes.fetch_sub(old.cost, Ordering::Relaxed);
                 }
             }
-            for k in removed.drain(..) {
-                self.remove(k, &guard);
-            }
-        }
-    }
-
-    fn remove(&self, key: u64, guard: &impl papaya::Guard) {
-        if let Some(old) = self.map.remove(&key, guard) {
-            self.bytes.fetch_sub(old.cost, Ordering::Relaxed);
-            self.entries.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -299,6 +293,34 @@ mod tests {
         c.insert(Arc::new(entry("fresh", 1_000)), 20);
         assert!(c.get("fresh", 1, |_| 1, 20).is_some());
         assert!(c.len() <= 2, "{}", c.len());
+    }
+
+    #[test]
+    fn a_flood_of_distinct_tokens_stays_within_the_limits() {
+        let c = TokenCache::new(CacheLimits {
+            max_entries: 5_000,
+            max_bytes: 4 << 20,
+        });
+        let started = std::time::Instant::now();
+        for i in 0..300_000 {
+            c.insert(
+                Arc::new(entry(
+                    &format!("flood-token-{i:08}-{}", "x".repeat(64)),
+                    1_000,
+                )),
+                0,
+            );
+            assert!(c.len() <= 5_000, "{} entries at {i}", c.len());
+            assert!(c.bytes() <= 4 << 20, "{} bytes at {i}", c.bytes());
+        }
+        let total: usize = c.shards.iter().map(|s| read(s).len()).sum();
+        assert_eq!(total, c.len(), "the counters match the maps");
+        assert!(c.len() > 1_000, "still caching: {}", c.len());
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[test]

@@ -76,7 +76,7 @@ pub struct Introspector {
     issuer: String,
     http: reqwest::Client,
     endpoint: Mutex<Option<String>>,
-    cache: papaya::HashMap<u64, Arc<Cached>>,
+    cache: std::sync::RwLock<std::collections::HashMap<u64, Arc<Cached>>>,
     keys: std::collections::hash_map::RandomState,
 }
 
@@ -108,7 +108,7 @@ impl Introspector {
             cfg,
             issuer: issuer.to_owned(),
             http,
-            cache: papaya::HashMap::new(),
+            cache: std::sync::RwLock::new(std::collections::HashMap::new()),
             keys: std::collections::hash_map::RandomState::new(),
         }
     }
@@ -129,14 +129,17 @@ impl Introspector {
         now: i64,
     ) -> Result<Arc<Answer>, IntrospectError> {
         let key = self.key(token);
+        let hit = self
+            .cache
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        if let Some(c) = hit
+            && *c.token == *token
+            && c.until > now
         {
-            let guard = self.cache.guard();
-            if let Some(c) = self.cache.get(&key, &guard)
-                && *c.token == *token
-                && c.until > now
-            {
-                return Ok(c.answer.clone());
-            }
+            return Ok(c.answer.clone());
         }
         let answer = Arc::new(self.ask(token).await?);
         let exp = match &*answer {
@@ -146,29 +149,23 @@ impl Introspector {
         let ttl = i64::try_from(self.cfg.cache_ttl.as_secs()).unwrap_or(0);
         let until = exp.map_or(now + ttl, |e| e.min(now + ttl));
         if until > now {
-            let guard = self.cache.guard();
-            if self.cache.len() >= MAX_CACHED {
-                let stale: Vec<u64> = self
-                    .cache
-                    .iter(&guard)
-                    .filter(|(_, c)| c.until <= now)
-                    .map(|(k, _)| *k)
-                    .collect();
-                for k in stale {
-                    self.cache.remove(&k, &guard);
-                }
-                if self.cache.len() >= MAX_CACHED {
-                    self.cache.clear(&guard);
+            let mut cache = self
+                .cache
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if cache.len() >= MAX_CACHED {
+                cache.retain(|_, c| c.until > now);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
                 }
             }
-            self.cache.insert(
+            cache.insert(
                 key,
                 Arc::new(Cached {
                     token: token.into(),
                     answer: answer.clone(),
                     until,
                 }),
-                &guard,
             );
         }
         Ok(answer)

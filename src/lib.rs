@@ -12,7 +12,7 @@
 //! - [`introspect`] RFC 7662 introspection: revocation checks, opaque tokens (fail closed)
 //! - [`policy`]   path normalisation, rule matching, role / scope / claim conditions
 //! - [`check`]    the decision path of one Check, composing the above
-//! - [`cache`]    the verified-token cache (lock-free reads, bounded by entries and bytes)
+//! - [`cache`]    the verified-token cache (sharded, bounded by entries and bytes)
 //! - [`decision`] `Decision`, `Reason` (stable codes, HTTP status, description)
 //! - [`service`]  tonic `Authorization` impl: CheckRequest → decision → CheckResponse
 //! - [`state`]    the current snapshot, metrics, key registry, draining flag
