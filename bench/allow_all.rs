@@ -3,17 +3,28 @@
 //! itself sets; oidc-authz is measured as a ratio of it. Same tonic settings as
 //! `oidc_authz::server` intends (TCP_NODELAY, default multi-thread runtime) so only the decision
 //! differs. Note that `Server::tcp_nodelay` is ignored by `serve_with_incoming*` (tonic docs): the
-//! option is set on the `TcpIncoming` instead. `--no-nodelay` leaves Nagle on, for comparison.
+//! option is set on the `TcpIncoming` instead.
 //!
-//!     cargo run --release --example allow_all -- 127.0.0.1:9101 [--no-nodelay]
+//! Options (after the address): `--no-nodelay` leaves Nagle on, for comparison; `--rich` answers
+//! like oidc-authz does for the bench's client (two headers to set, `{client, rule, sub}` dynamic
+//! metadata) while still doing no work, to measure what the answer's content costs Envoy.
+//!
+//!     cargo run --release --example allow_all -- 127.0.0.1:9101 [--no-nodelay] [--rich]
+
+use std::collections::HashMap;
 
 use envoy_types::ext_authz::v3::pb::{
-    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HttpResponse, OkHttpResponse,
+    Authorization, AuthorizationServer, CheckRequest, CheckResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, OkHttpResponse,
 };
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::transport::server::TcpIncoming;
 
-struct AllowAll;
+struct AllowAll {
+    /// The answer, built once (`--rich`: shaped like oidc-authz's allow).
+    answer: CheckResponse,
+}
 
 #[tonic::async_trait]
 impl Authorization for AllowAll {
@@ -21,11 +32,47 @@ impl Authorization for AllowAll {
         &self,
         _request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
-        Ok(tonic::Response::new(CheckResponse {
-            status: Some(rpc::Status::default()), // code 0 = OK
-            http_response: Some(HttpResponse::OkResponse(OkHttpResponse::default())),
-            dynamic_metadata: None,
-        }))
+        Ok(tonic::Response::new(self.answer.clone()))
+    }
+}
+
+fn plain() -> CheckResponse {
+    CheckResponse {
+        status: Some(rpc::Status::default()), // code 0 = OK
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse::default())),
+        dynamic_metadata: None,
+    }
+}
+
+/// What oidc-authz answers for the bench's client (`headers: {x-auth-subject: sub}`).
+fn rich() -> CheckResponse {
+    let header = |k: &str, v: &str| HeaderValueOption {
+        header: Some(HeaderValue {
+            key: k.into(),
+            value: v.into(),
+            raw_value: Vec::new(),
+        }),
+        append_action: HeaderAppendAction::OverwriteIfExistsOrAdd as i32,
+        ..Default::default()
+    };
+    let string = |s: &str| Value {
+        kind: Some(Kind::StringValue(s.into())),
+    };
+    let fields = HashMap::from([
+        ("rule".to_owned(), string("api")),
+        ("client".to_owned(), string("bench-app")),
+        ("sub".to_owned(), string("f3c1a9e2-bench-user-00000001")),
+    ]);
+    CheckResponse {
+        status: Some(rpc::Status::default()),
+        http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+            headers: vec![
+                header("x-auth-subject", "f3c1a9e2-bench-user-00000001"),
+                header("x-authz-client", "bench-app"),
+            ],
+            ..Default::default()
+        })),
+        dynamic_metadata: Some(Struct { fields }),
     }
 }
 
@@ -34,15 +81,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "127.0.0.1:9101".into());
-    let nodelay = std::env::args().nth(2).as_deref() != Some("--no-nodelay");
+    let flags: Vec<String> = std::env::args().skip(2).collect();
+    let nodelay = !flags.iter().any(|f| f == "--no-nodelay");
+    let answer = if flags.iter().any(|f| f == "--rich") {
+        rich()
+    } else {
+        plain()
+    };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     eprintln!(
-        "allow-all ext_authz server on {} (TCP_NODELAY {nodelay})",
-        listener.local_addr()?
+        "allow-all ext_authz server on {} (TCP_NODELAY {nodelay}, {} answer)",
+        listener.local_addr()?,
+        if answer.dynamic_metadata.is_some() {
+            "rich"
+        } else {
+            "empty"
+        }
     );
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(nodelay));
     tonic::transport::Server::builder()
-        .add_service(AuthorizationServer::new(AllowAll))
+        .add_service(AuthorizationServer::new(AllowAll { answer }))
         .serve_with_incoming(incoming)
         .await?;
     Ok(())

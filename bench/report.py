@@ -42,7 +42,7 @@ def load(path: str) -> dict[str, dict[int, float]]:
     return data
 
 
-def machine() -> str:
+def machine(rev: str) -> str:
     model = "?"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -61,10 +61,13 @@ def machine() -> str:
         envoy = m.group(1) if m else out.strip()
     except (OSError, subprocess.SubprocessError):
         pass
-    try:
-        rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        rev = "?"
+    if not rev:
+        try:
+            rev = subprocess.run(
+                ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, timeout=10
+            ).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            rev = "?"
     return (
         f"commit {rev or '?'}; {os.cpu_count()} cores ({model}), {mem_kib / 1048576:.1f} GiB RAM, "
         f"{platform.system()} {platform.release()}, Envoy {envoy}"
@@ -80,6 +83,7 @@ def main() -> int:
     p.add_argument("--cold", type=int, default=0)
     p.add_argument("--flood", type=int, default=0)
     p.add_argument("--variants", default="")
+    p.add_argument("--rev", default="", help="git describe of the build measured")
     a = p.parse_args()
     d = load(a.results)
     rounds = list(range(1, a.rounds + 1))
@@ -112,7 +116,7 @@ def main() -> int:
     out: list[str] = []
     w = out.append
     w("")
-    w(f"oidc-authz bench — {machine()}")
+    w(f"oidc-authz bench — {machine(a.rev)}")
     w(
         f"{a.rounds} interleaved rounds x {a.seconds} s per measurement; CPU placement: "
         + ("Envoy / servers on CPU 0, wrk / loadgen on CPU 1 (taskset)" if a.pin == "split" else "unpinned")
@@ -133,7 +137,10 @@ def main() -> int:
         ("allow", "(d) + ext_authz gRPC -> allow-all"),
         ("warm", "(e) + ext_authz gRPC -> oidc-authz, warm"),
         ("cold", "(f) + ext_authz gRPC -> oidc-authz, cold"),
-    ] + [(f"allow_{v}", f"    variant {v} -> allow-all") for v in a.variants.split()]
+    ] + [
+        (f"allow_{v}", "    allow-all answering like oidc-authz" if v == "rich" else f"    variant {v} -> allow-all")
+        for v in a.variants.split()
+    ]
     for key, label in rows:
         k = f"envoy.{key}"
         note = []
@@ -189,7 +196,8 @@ def main() -> int:
     w("")
     idle = one("mem.idle.hwm_kib") / 1024
     flood_hwm = one("mem.flood.hwm_kib") / 1024
-    killed = {k.split(".", 1)[1]: next(iter(v.values())) / 1024 for k, v in d.items() if k.startswith("killed.")}
+    killed = {k.split(".", 1)[1]: max(v.values()) / 1024 for k, v in d.items() if k.startswith("killed.")}
+    kills = {k.split(".", 1)[1]: len(v) for k, v in d.items() if k.startswith("killed.")}
     if math.isnan(flood_hwm) and "flood" in killed:
         flood_hwm = killed["flood"]
     hits = one('metric.oidc_authz_token_cache_requests_total{result="hit"}')
@@ -203,7 +211,10 @@ def main() -> int:
         f" cache hit/miss {hits:.0f}/{miss:.0f}){'  ' + str(fe) + ' ERRORS' if fe else ''}"
     )
     for name, mib in sorted(killed.items()):
-        w(f"  !! the watchdog killed oidc-authz ({name}) at RSS {mib:.0f} MiB (BENCH_RSS_LIMIT_MIB): its cache did not hold its cap")
+        w(
+            f"  !! the watchdog killed oidc-authz ({name}) {kills[name]} time(s), at RSS up to {mib:.0f} MiB"
+            " (BENCH_RSS_LIMIT_MIB): its cache did not hold its cap"
+        )
     w("")
 
     r_wa, per_wa = ratio("envoy.warm", "envoy.allow")

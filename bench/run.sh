@@ -28,7 +28,8 @@
 #   BENCH_PIN          none (default): the scheduler places everything (as in the issue's figures);
 #                      split: Envoy + the authz servers on CPU 0, wrk / loadgen on CPU 1 (taskset)
 #   BENCH_VARIANTS     extra ext_authz -> allow-all configurations to measure, e.g.
-#                      "allowed_headers raw_headers h2_window google_grpc" (bench/envoy_config.py)
+#                      "allowed_headers raw_headers h2_window google_grpc" (bench/envoy_config.py), and
+#                      "rich": the allow-all server answering like oidc-authz (headers + dynamic metadata)
 # Generated tokens are kept in target/bench/tokens and reused while less than an hour old.
 # The table is also written to target/bench/last-run.txt.
 set -euo pipefail
@@ -72,6 +73,7 @@ ENVOY="$root/.venv/bin/envoy"
 say "building (cargo build --release: oidc-authz, examples allow_all, loadgen, bench_tokens)"
 cargo build --release --quiet --bin oidc-authz --example allow_all --example loadgen --example bench_tokens
 BIN="$root/target/release"
+REV="$(git describe --always --dirty 2>/dev/null || echo unknown)"   # what was built
 
 # ---------------------------------------------------------------------------------------------- tokens
 tokdir="$root/target/bench/tokens"
@@ -89,6 +91,11 @@ fi
 
 # ---------------------------------------------------------------------------------------------- processes
 work="$(mktemp -d -t oidc-authz-bench.XXXXXX)"
+# Snapshot the binaries: target/ is shared, and a rebuild during the run must not mix versions.
+mkdir -p "$work/bin/examples"
+cp "$BIN/oidc-authz" "$work/bin/"
+cp "$BIN/examples/allow_all" "$BIN/examples/loadgen" "$work/bin/examples/"
+BIN="$work/bin"
 declare -A PID=()
 cleanup() {
   for name in "${!PID[@]}"; do kill "${PID[$name]}" 2>/dev/null || true; done
@@ -268,7 +275,17 @@ start_envoy jwt_cache jwt_cache ""
 start_envoy allow ext_authz "$ALLOW_PORT"
 start_envoy warm ext_authz "${PORT[warm]}"
 start_envoy cold ext_authz "${PORT[cold]}"
-for v in $VARIANTS; do start_envoy "allow_$v" ext_authz "$ALLOW_PORT" "$v"; done
+for v in $VARIANTS; do
+  if [[ "$v" == rich ]]; then   # the allow-all server answering like oidc-authz does (headers + metadata)
+    RICH_PORT=$(free_port)
+    "${SRV[@]}" "$BIN/examples/allow_all" "127.0.0.1:$RICH_PORT" --rich >"$work/rich.log" 2>&1 &
+    PID[rich]=$!
+    wait_tcp "$RICH_PORT" "allow-all --rich"
+    start_envoy allow_rich ext_authz "$RICH_PORT"
+  else
+    start_envoy "allow_$v" ext_authz "$ALLOW_PORT" "$v"
+  fi
+done
 
 # Sanity: each path answers 200 with a valid token, and (where there is a check) 401 without one.
 tok1=$(head -n1 "$tokdir/warm.txt")
@@ -337,7 +354,7 @@ for r in $(seq 1 "$ROUNDS"); do
     wrk_run "$r" "envoy.$e" "$e" "$tokdir/warm.txt" "$SECS" "$(case $e in allow) echo allow;; warm) echo warm;; esac)"
   done
   for v in $VARIANTS; do
-    wrk_run "$r" "envoy.allow_$v" "allow_$v" "$tokdir/warm.txt" "$SECS" allow
+    wrk_run "$r" "envoy.allow_$v" "allow_$v" "$tokdir/warm.txt" "$SECS" "$([[ $v == rich ]] && echo rich || echo allow)"
   done
   restart_authz cold     # empty cache: every token of cold.txt is new
   wrk_run "$r" "envoy.cold" cold "$tokdir/cold.txt" "$SECS" cold
@@ -385,11 +402,12 @@ curl -fsS "http://127.0.0.1:${ADMIN[flood]}/metrics" 2>/dev/null | grep '^oidc_a
 stop flood
 put compiles.end 1 "$(compiles)"
 if [[ -f "$work/killed" ]]; then
-  while read -r name rss; do put "killed.$name" 1 "$rss"; done <"$work/killed"
+  n=0
+  while read -r name rss; do n=$((n + 1)); put "killed.$name" "$n" "$rss"; done <"$work/killed"
 fi
 
 # ---------------------------------------------------------------------------------------------- table
 mkdir -p target/bench
-python3 bench/report.py "$results" --seconds "$SECS" --rounds "$ROUNDS" --pin "$PIN" \
+python3 bench/report.py "$results" --rev "$REV" --seconds "$SECS" --rounds "$ROUNDS" --pin "$PIN" \
   --cold "$COLD" --flood "$FLOOD" --variants "$VARIANTS" | tee target/bench/last-run.txt
 cp "$results" target/bench/last-run.tsv
