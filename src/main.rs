@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use oidc_authz::metrics::Metrics;
+
 use oidc_authz::state::ServerState;
 
 #[derive(Parser)]
@@ -64,6 +65,7 @@ fn init_tracing(format: LogFormat) {
             .json()
             .flatten_event(true)
             .with_current_span(false)
+            .with_span_list(false)
             .init(),
         LogFormat::Text => builder.init(),
     }
