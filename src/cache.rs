@@ -2,11 +2,13 @@
 //! signature and claim checks) is remembered until the token's `exp`, so a token seen again costs a
 //! hash lookup instead of a signature verification.
 //!
-//! 32 shards, each a `RwLock<HashMap>` (a hit takes one uncontended read lock). Bounded by entries
-//! and by (estimated) bytes; when full, expired entries go first, then arbitrary ones (hash order
-//! under a per-process key: an attacker cannot steer eviction). (A lock-free `papaya` map was
-//! used first; under a flood of distinct tokens its remove-heavy eviction made inserts allocate
-//! without bound — found by bench/run.sh — so the cache uses plain shards now.) Keys are a per-process keyed hash of the whole token and every hit compares
+//! 32 shards, each a `RwLock<HashMap>` with its own share of the limits (a hit takes one
+//! uncontended read lock; an insert locks one shard and evicts only there). Bounded by entries
+//! and by (estimated) bytes; when a shard is full, its expired entries go first, then arbitrary
+//! ones (hash order under a per-process key: an attacker cannot steer eviction). (A lock-free
+//! `papaya` map was used first; under a flood of distinct tokens its remove-heavy eviction made
+//! inserts allocate without bound — found by bench/run.sh — so the cache uses plain shards
+//! now.) Keys are a per-process keyed hash of the whole token and every hit compares
 //! the whole token, so a collision can only cost a miss. An entry is used only while the config
 //! generation and the key set's generation it was verified under are still current, so a reload
 //! or a key removal takes effect at once. Failed verifications are never cached.
@@ -31,6 +33,8 @@ pub struct Entry {
     /// The routed client's claim headers, already rendered.
     pub headers: Vec<(String, String)>,
     pub subject: Option<String>,
+    /// The roles the token carries under the routed client's role claim paths.
+    pub roles: Box<[Box<str>]>,
     cost: usize,
 }
 
@@ -45,12 +49,16 @@ impl Entry {
         claims: Map<String, Value>,
         headers: Vec<(String, String)>,
         subject: Option<String>,
+        roles: Box<[Box<str>]>,
         claims_json_len: usize,
     ) -> Entry {
-        // An estimate of the heap the entry holds: the token, the claims tree (a few times its
-        // JSON size), the rendered headers, plus fixed overhead.
-        let headers_len: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 48).sum();
-        let cost = token.len() + claims_json_len * 4 + headers_len + 256;
+        // The heap the entry holds, calibrated against RSS (mimalloc, Keycloak-like claims of
+        // ~450 JSON bytes: ~4.4 KiB per entry, of which the claims tree is ~8 bytes per JSON
+        // byte): the token, the claims tree, the rendered headers and roles, the map slot and
+        // the Arc. Undercounting here is what let RSS pass the cap (docs/performance.md).
+        let headers_len: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 64).sum();
+        let roles_len: usize = roles.iter().map(|r| r.len() + 32).sum();
+        let cost = token.len() + claims_json_len * 8 + headers_len + roles_len + 320;
         Entry {
             token: token.into(),
             client,
@@ -60,6 +68,7 @@ impl Entry {
             claims,
             headers,
             subject,
+            roles,
             cost,
         }
     }
@@ -81,16 +90,26 @@ impl Default for CacheLimits {
     }
 }
 
-/// One independently locked part of the cache.
-type Shard = RwLock<HashMap<u64, Arc<Entry>>>;
+/// One independently locked part of the cache, with its own share of the limits.
+#[derive(Default)]
+struct ShardMap {
+    map: HashMap<u64, Arc<Entry>>,
+    bytes: usize,
+}
+
+type Shard = RwLock<ShardMap>;
 
 /// Number of independently locked shards (a power of two).
 const SHARDS: usize = 32;
 
 pub struct TokenCache {
     shards: Box<[Shard]>,
-    keys: std::collections::hash_map::RandomState,
+    /// Seeded per process: a keyed hash of the whole token (foldhash: ~10× faster than SipHash
+    /// on a 1 KiB token, and the key is secret, so tokens cannot be chosen to collide).
+    keys: foldhash::fast::RandomState,
     limits: CacheLimits,
+    /// Each shard's share of `limits` (entries, bytes).
+    shard_limits: (usize, usize),
     bytes: AtomicUsize,
     entries: AtomicUsize,
 }
@@ -115,9 +134,13 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl TokenCache {
     pub fn new(limits: CacheLimits) -> TokenCache {
         TokenCache {
-            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
-            keys: std::collections::hash_map::RandomState::new(),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            keys: foldhash::fast::RandomState::default(),
             limits,
+            shard_limits: (
+                (limits.max_entries / SHARDS).max(1),
+                limits.max_bytes / SHARDS,
+            ),
             bytes: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
         }
@@ -141,7 +164,7 @@ impl TokenCache {
         now: i64,
     ) -> Option<Arc<Entry>> {
         let key = self.key(token);
-        let e = read(self.shard(key)).get(&key).cloned()?;
+        let e = read(self.shard(key)).map.get(&key).cloned()?;
         (*e.token == *token
             && e.config_generation == config_generation
             && e.expires_at > now
@@ -150,71 +173,81 @@ impl TokenCache {
     }
 
     /// Remember a verified token (evicting first if the limits would be exceeded).
+    ///
+    /// Each shard holds at most its share of the limits, and evicts only within itself: an
+    /// insert locks one shard, and a full shard frees an eighth of its share at once so the
+    /// scan is amortised over many inserts (a Check that fills the cache never waits for the
+    /// whole cache to be swept).
     pub fn insert(&self, entry: Arc<Entry>, now: i64) {
-        if self.limits.max_entries == 0 || entry.cost > self.limits.max_bytes / 8 {
-            return; // disabled, or one entry would take an unreasonable share
-        }
-        if self.entries.load(Ordering::Relaxed) >= self.limits.max_entries
-            || self.bytes.load(Ordering::Relaxed) + entry.cost > self.limits.max_bytes
-        {
-            self.evict(now, entry.cost);
+        let (max_n, max_b) = self.shard_limits;
+        if self.limits.max_entries == 0 || entry.cost > max_b / 2 {
+            return; // disabled, or one entry would take an unreasonable share of its shard
         }
         let key = self.key(&entry.token);
         let cost = entry.cost;
-        let old = write(self.shard(key)).insert(key, entry);
-        self.bytes.fetch_add(cost, Ordering::Relaxed);
-        match old {
-            Some(old) => {
-                self.bytes.fetch_sub(old.cost, Ordering::Relaxed);
-            }
-            None => {
-                self.entries.fetch_add(1, Ordering::Relaxed);
+        let mut shard = write(self.shard(key));
+        if let Some(old) = shard.map.remove(&key) {
+            shard.bytes -= old.cost;
+            self.entries.fetch_sub(1, Ordering::Relaxed);
+            self.bytes.fetch_sub(old.cost, Ordering::Relaxed);
+        }
+        if shard.map.len() >= max_n
+            || shard.bytes + cost > max_b
+            || self.entries.load(Ordering::Relaxed) >= self.limits.max_entries
+            || self.bytes.load(Ordering::Relaxed) + cost > self.limits.max_bytes
+        {
+            self.evict(&mut shard, now, cost);
+            if shard.map.len() >= max_n || shard.bytes + cost > max_b {
+                return; // nothing left to evict here (the other shards hold the rest)
             }
         }
+        shard.map.insert(key, entry);
+        shard.bytes += cost;
+        self.entries.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(cost, Ordering::Relaxed);
     }
 
-    /// Make room: drop expired entries, then arbitrary ones (hash order) until a tenth of each
-    /// limit is free. One shard is locked at a time.
-    fn evict(&self, now: i64, incoming: usize) {
-        let target_entries = self.limits.max_entries - self.limits.max_entries / 10;
-        let target_bytes =
-            (self.limits.max_bytes - self.limits.max_bytes / 10).saturating_sub(incoming);
-        let over = |c: &TokenCache| {
-            c.entries.load(Ordering::Relaxed) > target_entries
-                || c.bytes.load(Ordering::Relaxed) > target_bytes
+    /// Make room in one (locked) shard: drop its expired entries, then arbitrary ones (hash
+    /// order under the per-process key: an attacker cannot steer it) until an eighth of its
+    /// share is free.
+    fn evict(&self, shard: &mut ShardMap, now: i64, incoming: usize) {
+        let (max_n, max_b) = self.shard_limits;
+        let target_n = max_n - (max_n / 8).max(1);
+        let target_b = (max_b - max_b / 8).saturating_sub(incoming);
+        let (mut n, mut b) = (0usize, 0usize);
+        shard.map.retain(|_, e| {
+            let keep = e.expires_at > now;
+            if !keep {
+                n += 1;
+                b += e.cost;
+            }
+            keep
+        });
+        let victims: Vec<u64> = {
+            let (mut len, mut bytes) = (shard.map.len(), shard.bytes - b);
+            shard
+                .map
+                .iter()
+                .take_while(|(_, e)| {
+                    let over = len > target_n || bytes > target_b;
+                    if over {
+                        len -= 1;
+                        bytes -= e.cost;
+                    }
+                    over
+                })
+                .map(|(k, _)| *k)
+                .collect()
         };
-        for shard in self.shards.iter() {
-            let mut map = write(shard);
-            let (mut n, mut b) = (0usize, 0usize);
-            map.retain(|_, e| {
-                let keep = e.expires_at > now;
-                if !keep {
-                    n += 1;
-                    b += e.cost;
-                }
-                keep
-            });
-            self.entries.fetch_sub(n, Ordering::Relaxed);
-            self.bytes.fetch_sub(b, Ordering::Relaxed);
-        }
-        for shard in self.shards.iter() {
-            if !over(self) {
-                break;
-            }
-            let mut map = write(shard);
-            // take an even share from each shard
-            let quota = map
-                .len()
-                .saturating_sub(target_entries / SHARDS)
-                .max(map.len() / 2);
-            let victims: Vec<u64> = map.keys().take(quota).copied().collect();
-            for k in victims {
-                if let Some(old) = map.remove(&k) {
-                    self.entries.fetch_sub(1, Ordering::Relaxed);
-                    self.bytes.fetch_sub(old.cost, Ordering::Relaxed);
-                }
+        for k in victims {
+            if let Some(old) = shard.map.remove(&k) {
+                n += 1;
+                b += old.cost;
             }
         }
+        shard.bytes -= b;
+        self.entries.fetch_sub(n, Ordering::Relaxed);
+        self.bytes.fetch_sub(b, Ordering::Relaxed);
     }
 
     pub fn len(&self) -> usize {
@@ -248,6 +281,7 @@ mod tests {
             Map::new(),
             vec![("x-auth-subject".into(), "u".into())],
             Some("u".into()),
+            Box::new([]),
             50,
         )
     }
@@ -282,17 +316,22 @@ mod tests {
         }
         assert!(c.bytes() <= 200_000, "{}", c.bytes());
         assert!(c.len() > 100, "still caching: {}", c.len());
-        // expired entries are evicted first
+        // expired entries are evicted first: a full cache of expired tokens keeps every new one
         let c = TokenCache::new(CacheLimits {
-            max_entries: 100,
+            max_entries: 3_200,
             max_bytes: 1 << 30,
         });
-        for i in 0..100 {
+        for i in 0..10_000 {
             c.insert(Arc::new(entry(&format!("old-{i}"), 10)), 0);
         }
-        c.insert(Arc::new(entry("fresh", 1_000)), 20);
-        assert!(c.get("fresh", 1, |_| 1, 20).is_some());
-        assert!(c.len() <= 2, "{}", c.len());
+        assert!(c.len() <= 3_200, "{}", c.len());
+        for i in 0..640 {
+            c.insert(Arc::new(entry(&format!("fresh-{i}"), 1_000)), 20);
+        }
+        for i in 0..640 {
+            assert!(c.get(&format!("fresh-{i}"), 1, |_| 1, 20).is_some(), "{i}");
+        }
+        assert!(c.len() <= 3_200, "{}", c.len());
     }
 
     #[test]
@@ -313,7 +352,9 @@ mod tests {
             assert!(c.len() <= 5_000, "{} entries at {i}", c.len());
             assert!(c.bytes() <= 4 << 20, "{} bytes at {i}", c.bytes());
         }
-        let total: usize = c.shards.iter().map(|s| read(s).len()).sum();
+        let total: usize = c.shards.iter().map(|s| read(s).map.len()).sum();
+        let bytes: usize = c.shards.iter().map(|s| read(s).bytes).sum();
+        assert_eq!(bytes, c.bytes(), "the byte counters match");
         assert_eq!(total, c.len(), "the counters match the maps");
         assert!(c.len() > 1_000, "still caching: {}", c.len());
         assert!(

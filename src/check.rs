@@ -156,8 +156,7 @@ pub async fn decide_with(
     let client = &snap.clients[entry.client];
     let name = client.cfg.name.as_str();
     if let Some(rule) = rule
-        && let Err(d) =
-            policy::check_conditions(rule, &entry.claims, &client.cfg.roles, entry.client)
+        && let Err(d) = policy::check_conditions(rule, &entry.claims, &entry.roles, entry.client)
     {
         return deny(d, Some(rule_name), Some(name), true);
     }
@@ -264,6 +263,7 @@ async fn verify_fresh(
         .saturating_sub(jwt.signing_input.find('.').unwrap_or(0))
         * 3
         / 4;
+    let roles = policy::token_roles(&jwt.claims, &client.cfg.roles);
     Ok(Entry::new(
         raw,
         idx,
@@ -273,6 +273,7 @@ async fn verify_fresh(
         jwt.claims,
         headers,
         subject,
+        roles,
         claims_len,
     ))
 }
@@ -413,7 +414,9 @@ async fn verify_opaque(
         claims.clone(),
         headers,
         subject,
-        raw.len() * 2,
+        policy::token_roles(claims, &client.cfg.roles),
+        // once per introspection answer (a network round trip), so the exact size is affordable
+        serde_json::to_string(claims).map_or(raw.len() * 2, |j| j.len()),
     ))
 }
 

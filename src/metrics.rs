@@ -23,7 +23,7 @@ pub struct Metrics {
     checks: IntCounterVec,
     /// `checks_total` handles, resolved once per label set and then read lock-free.
     check_handles: papaya::HashMap<u64, Arc<CheckHandle>>,
-    handle_keys: std::collections::hash_map::RandomState,
+    handle_keys: foldhash::fast::RandomState,
     check_duration: Histogram,
     jwks_fetches: IntCounterVec,
     jwks_keys: IntGaugeVec,
@@ -142,7 +142,7 @@ impl Metrics {
             registry,
             checks,
             check_handles: papaya::HashMap::new(),
-            handle_keys: std::collections::hash_map::RandomState::new(),
+            handle_keys: foldhash::fast::RandomState::default(),
             check_duration,
             jwks_fetches,
             jwks_keys,

@@ -402,15 +402,23 @@ pub fn names_in(v: Option<&Value>) -> impl Iterator<Item = &str> {
     )
 }
 
-/// Does the token carry `role` under any of the client's role claim paths?
-pub fn has_role(
+/// Every role the token carries under the client's role claim paths. Collected once per
+/// verified token (and kept in the token cache), so a Check compares names instead of walking
+/// the claims tree.
+pub fn token_roles(
     claims: &serde_json::Map<String, Value>,
     role_paths: &[String],
-    role: &str,
-) -> bool {
+) -> Box<[Box<str>]> {
     role_paths
         .iter()
-        .any(|p| names_in(claim(claims, p)).any(|r| r == role))
+        .flat_map(|p| names_in(claim(claims, p)))
+        .map(Box::from)
+        .collect()
+}
+
+/// Does the token carry `role` (among its collected [`token_roles`])?
+fn has_role(roles: &[Box<str>], role: &str) -> bool {
+    roles.iter().any(|r| **r == *role)
 }
 
 /// Does the token carry `scope` in `scope` (space-separated) or `scp` (array or string)?
@@ -432,18 +440,19 @@ pub fn claim_matches(
     }
 }
 
-/// Check every condition of a rule against a verified token routed to client `client_idx`.
+/// Check every condition of a rule against a verified token routed to client `client_idx`;
+/// `roles` are the token's [`token_roles`] for that client.
 pub fn check_conditions(
     rule: &Rule,
     claims: &serde_json::Map<String, Value>,
-    role_paths: &[String],
+    roles: &[Box<str>],
     client_idx: usize,
 ) -> Result<(), Deny> {
     for c in &rule.conditions {
         let ok = match c {
             Condition::Clients(list) => list.contains(&client_idx),
-            Condition::RolesAll(rs) => rs.iter().all(|r| has_role(claims, role_paths, r)),
-            Condition::RolesAny(rs) => rs.iter().any(|r| has_role(claims, role_paths, r)),
+            Condition::RolesAll(rs) => rs.iter().all(|r| has_role(roles, r)),
+            Condition::RolesAny(rs) => rs.iter().any(|r| has_role(roles, r)),
             Condition::ScopesAll(ss) => ss.iter().all(|s| has_scope(claims, s)),
             Condition::ScopesAny(ss) => ss.iter().any(|s| has_scope(claims, s)),
             Condition::Claim { path, values } => claim_matches(claims, path, values),
@@ -629,7 +638,7 @@ mod tests {
     fn conditions() {
         let claims = json!({"realm_access": {"roles": ["a", "b"]}, "scope": "read write", "scp": ["x"], "email_verified": true, "groups": ["g1", "g2"]});
         let claims = claims.as_object().unwrap();
-        let roles = vec!["realm_access.roles".to_string()];
+        let roles = token_roles(claims, &["realm_access.roles".to_string()]);
         let rule = |c: Condition| Rule {
             name: "r".into(),
             path: PathMatcher::prefix("/").unwrap(),
