@@ -21,6 +21,10 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::transport::server::TcpIncoming;
 
+/// The same allocator as oidc-authz (src/main.rs), so only the decision differs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 struct AllowAll {
     /// The answer, built once (`--rich`: shaped like oidc-authz's allow).
     answer: CheckResponse,

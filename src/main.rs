@@ -7,8 +7,14 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use oidc_authz::metrics::Metrics;
-
 use oidc_authz::state::ServerState;
+
+/// mimalloc instead of glibc malloc: a Check allocates a few dozen small objects across two
+/// runtime threads, where glibc's arena locks and consolidation showed up at ~20% of a warm
+/// Check's CPU (perf). Measured in docs/performance.md; the allow-all reference server in
+/// bench/ uses the same allocator so the ratios compare like with like.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
