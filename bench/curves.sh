@@ -113,9 +113,9 @@ print("Cost per operation (criterion mean, benches/scaling.rs)")
 print(f"  {'clients (one issuer)':<22} {'route':>11} {'decide, warm':>14}")
 for n in (1, 10, 30, 100):
     print(f"  {n:<22} {t(est('clients', 'route', str(n))):>11} {t(est('clients', 'decide_warm', str(n))):>14}")
-print(f"  {'rules (last matches)':<22} {'match_rule':>11} {'decide, warm':>14}")
+print(f"  {'rules (last matches)':<22} {'find':>11} {'(linear)':>11} {'decide, warm':>14}")
 for n in (10, 100, 1000):
-    print(f"  {n:<22} {t(est('rules', 'match_rule', str(n))):>11} {t(est('rules', 'decide_warm', str(n))):>14}")
+    print(f"  {n:<22} {t(est('rules', 'find', str(n))):>11} {t(est('rules', 'match_rule', str(n))):>11} {t(est('rules', 'decide_warm', str(n))):>14}")
 print(f"  {'token size':<22} {'parse':>11} {'decide, cold':>14} {'decide, warm':>14}")
 for k in (1, 2, 4, 8, 16):
     print(f"  {str(k) + ' KiB':<22} {t(est('token_size', 'parse', str(k))):>11} "

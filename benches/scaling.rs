@@ -5,7 +5,8 @@
 //!   token is for the last client. Measured: `verify::route`, and the whole decision with a warm
 //!   cache (where routing is not hidden behind an RSA verification).
 //! * rules 10 → 1,000; the request matches only the last rule (worst case of first-match).
-//!   Measured: `policy::match_rule` and the warm decision.
+//!   Measured: `Rules::find` (the index by first path segment the decision uses), the linear
+//!   `policy::match_rule` it replaced, and the warm decision.
 //! * token size 1 → 16 KiB (a padded claim): parse, the cold decision (SHA-256 over more bytes,
 //!   a bigger JSON) and the warm decision (the cache hashes and compares the whole token).
 //!
@@ -87,6 +88,10 @@ fn bench_rules(c: &mut Criterion) {
                 .name,
             "api"
         );
+        assert_eq!(
+            rules.find("GET", "bench.local", "/api/items").unwrap().name,
+            "api"
+        );
         let cache = TokenCache::new(CacheLimits::default());
         assert!(matches!(
             ready(decide_with(&snap, Some(&cache), None, &inp, t)),
@@ -94,6 +99,9 @@ fn bench_rules(c: &mut Criterion) {
         ));
         g.bench_with_input(BenchmarkId::new("match_rule", n), &n, |b, _| {
             b.iter(|| match_rule(rules, "GET", "bench.local", black_box("/api/items")))
+        });
+        g.bench_with_input(BenchmarkId::new("find", n), &n, |b, _| {
+            b.iter(|| rules.find("GET", "bench.local", black_box("/api/items")))
         });
         g.bench_with_input(BenchmarkId::new("decide_warm", n), &n, |b, _| {
             b.iter(|| ready(decide_with(&snap, Some(&cache), None, black_box(&inp), t)))

@@ -64,24 +64,23 @@ pub async fn decide_with(
     // Methods are matched upper-case: a framework that treats `post` as POST must not let
     // `post` skip a `methods: [POST]` rule.
     let method = upper(input.method);
-    let (rule_name, auth, rule) =
-        match policy::match_rule(&snap.config.rules, &method, &host, &path) {
-            Some(r) => (r.name.as_str(), r.auth, Some(r)),
-            None => match snap.config.default {
-                DefaultAction::Deny => {
-                    return deny(
-                        Deny::new(
-                            Reason::NoMatchingRule,
-                            "no rule matched and default is deny",
-                        ),
-                        None,
-                        None,
-                        false,
-                    );
-                }
-                DefaultAction::Authenticated => (DEFAULT_RULE, AuthMode::Required, None),
-            },
-        };
+    let (rule_name, auth, rule) = match snap.config.rules.find(&method, &host, &path) {
+        Some(r) => (r.name.as_str(), r.auth, Some(r)),
+        None => match snap.config.default {
+            DefaultAction::Deny => {
+                return deny(
+                    Deny::new(
+                        Reason::NoMatchingRule,
+                        "no rule matched and default is deny",
+                    ),
+                    None,
+                    None,
+                    false,
+                );
+            }
+            DefaultAction::Authenticated => (DEFAULT_RULE, AuthMode::Required, None),
+        },
+    };
     if auth == AuthMode::None {
         return anonymous(snap, rule_name);
     }

@@ -63,7 +63,8 @@ pub struct Config {
     pub token: TokenConfig,
     pub jwks: JwksSettings,
     pub clients: Vec<ClientConfig>,
-    pub rules: Vec<Rule>,
+    /// In order (first match wins), indexed by first path segment.
+    pub rules: crate::policy::Rules,
     pub default: DefaultAction,
     /// Verified-token cache limits.
     pub cache: crate::cache::CacheLimits,
@@ -375,7 +376,7 @@ impl Validator<'_> {
             token,
             jwks,
             clients,
-            rules,
+            rules: rules.into(),
             default,
             cache,
         }

@@ -96,12 +96,11 @@ pub async fn explain(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Expla
         Ok(path) => {
             push("path", format!("normalised to {path}"));
             let host = policy::host_without_port(input.host);
-            match policy::match_rule(
-                &snap.config.rules,
-                &check::upper(input.method),
-                &host,
-                &path,
-            ) {
+            match snap
+                .config
+                .rules
+                .find(&check::upper(input.method), &host, &path)
+            {
                 Some(r) => push(
                     "rule",
                     format!(

@@ -6,6 +6,7 @@
 //! because path confusion is how path-keyed authorization is bypassed. No I/O, no token parsing.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use serde_json::Value;
 
@@ -156,22 +157,27 @@ impl PathMatcher {
                 let Some(rest) = path.strip_prefix('/') else {
                     return false;
                 };
-                let parts: Vec<&str> = rest.split('/').collect();
-                glob_match(segs, &parts)
+                glob_match(segs, rest.split('/'))
             }
             PathMatcher::Regex(re) => re.is_match(path),
         }
     }
 }
 
-fn glob_match(segs: &[GlobSegment], parts: &[&str]) -> bool {
+/// `parts` is an iterator over the path's segments (cloned to backtrack: no allocation per Check).
+fn glob_match(segs: &[GlobSegment], mut parts: std::str::Split<'_, char>) -> bool {
     match segs.split_first() {
-        None => parts.is_empty(),
-        Some((GlobSegment::AnyDepth, rest)) => {
-            (0..=parts.len()).any(|i| glob_match(rest, &parts[i..]))
-        }
-        Some((GlobSegment::Pattern(p), rest)) => match parts.split_first() {
-            Some((first, tail)) => wildcard(p, first) && glob_match(rest, tail),
+        None => parts.next().is_none(),
+        Some((GlobSegment::AnyDepth, rest)) => loop {
+            if glob_match(rest, parts.clone()) {
+                return true;
+            }
+            if parts.next().is_none() {
+                return false;
+            }
+        },
+        Some((GlobSegment::Pattern(p), rest)) => match parts.next() {
+            Some(first) => wildcard(p, first) && glob_match(rest, parts),
             None => false,
         },
     }
@@ -375,17 +381,103 @@ fn hex(b: &u8) -> Option<u8> {
     }
 }
 
-/// The first rule whose path, method and host match.
+/// The first rule whose path, method and host match (a linear scan: the reference that
+/// [`Rules::find`] must agree with).
 pub fn match_rule<'r>(rules: &'r [Rule], method: &str, host: &str, path: &str) -> Option<&'r Rule> {
-    rules.iter().find(|r| {
-        r.methods
+    rules.iter().find(|r| r.matches(method, host, path))
+}
+
+impl Rule {
+    fn matches(&self, method: &str, host: &str, path: &str) -> bool {
+        self.methods
             .as_ref()
             .is_none_or(|ms| ms.iter().any(|m| m == method))
-            && r.hosts
+            && self
+                .hosts
                 .as_ref()
                 .is_none_or(|hs| hs.iter().any(|h| h.matches(host)))
-            && r.path.matches(path)
-    })
+            && self.path.matches(path)
+    }
+
+    /// The first path segment every path this rule matches starts with, when it is fixed
+    /// (`None`: the rule may match under any first segment — regex, `/`, leading wildcard).
+    fn first_segment(&self) -> Option<&str> {
+        match &self.path {
+            PathMatcher::Exact(p) => p.starts_with('/').then(|| seg_of(p)),
+            PathMatcher::Prefix(p) if p == "/" => None,
+            PathMatcher::Prefix(p) => p.starts_with('/').then(|| seg_of(p)),
+            PathMatcher::Glob(segs) => match segs.first() {
+                Some(GlobSegment::Pattern(p)) if !p.contains('*') => Some(p.as_str()),
+                _ => None,
+            },
+            PathMatcher::Regex(_) => None,
+        }
+    }
+}
+
+/// The first segment of a normalised path (`/api/x` → `api`, `/` → ``).
+fn seg_of(path: &str) -> &str {
+    let rest = path.strip_prefix('/').unwrap_or(path);
+    rest.split('/').next().unwrap_or("")
+}
+
+/// The rules in order (first match wins), with an index by the path's first segment built at
+/// config load, so a Check scans only the rules that can match its path: those fixed to its
+/// first segment plus those that can match under any (regex, `/` prefix, leading wildcard),
+/// merged in rule order. Order and result are exactly [`match_rule`]'s.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    rules: Vec<Rule>,
+    /// First segment → indices (ascending) of the rules that can match a path starting with it.
+    by_segment: HashMap<Box<str>, Box<[u32]>, foldhash::fast::RandomState>,
+    /// Indices of the rules that can match any first segment (used for other segments).
+    any: Box<[u32]>,
+}
+
+impl From<Vec<Rule>> for Rules {
+    fn from(rules: Vec<Rule>) -> Rules {
+        let mut any = Vec::new();
+        let mut keyed: HashMap<Box<str>, Vec<u32>, foldhash::fast::RandomState> =
+            HashMap::default();
+        for (i, r) in rules.iter().enumerate() {
+            let i = u32::try_from(i).unwrap_or(u32::MAX);
+            match r.first_segment() {
+                Some(seg) => keyed.entry(seg.into()).or_default().push(i),
+                None => any.push(i),
+            }
+        }
+        let by_segment = keyed
+            .into_iter()
+            .map(|(seg, mut list)| {
+                list.extend_from_slice(&any);
+                list.sort_unstable();
+                (seg, list.into_boxed_slice())
+            })
+            .collect();
+        Rules {
+            rules,
+            by_segment,
+            any: any.into_boxed_slice(),
+        }
+    }
+}
+
+impl std::ops::Deref for Rules {
+    type Target = [Rule];
+    fn deref(&self) -> &[Rule] {
+        &self.rules
+    }
+}
+
+impl Rules {
+    /// The first rule whose path, method and host match; `path` is normalised.
+    pub fn find(&self, method: &str, host: &str, path: &str) -> Option<&Rule> {
+        let candidates = self.by_segment.get(seg_of(path)).unwrap_or(&self.any);
+        candidates
+            .iter()
+            .map(|&i| &self.rules[i as usize])
+            .find(|r| r.matches(method, host, path))
+    }
 }
 
 /// The values of a claim that holds a list of names: a JSON array of strings, or a
@@ -632,6 +724,80 @@ mod tests {
             match_rule(&rules, "GET", "b.org", "/api/x").unwrap().name,
             "r"
         );
+    }
+
+    #[test]
+    fn the_rule_index_finds_exactly_what_the_linear_scan_finds() {
+        let m = |kind: &str, v: &str| match kind {
+            "exact" => PathMatcher::exact(v).unwrap(),
+            "prefix" => PathMatcher::prefix(v).unwrap(),
+            "glob" => PathMatcher::glob(v).unwrap(),
+            _ => PathMatcher::regex(v).unwrap(),
+        };
+        let specs: &[(&str, &str, Option<&str>, Option<&str>)] = &[
+            ("exact", "/healthz", None, None),
+            ("exact", "/", None, None),
+            ("prefix", "/admin", Some("POST"), None),
+            ("glob", "/api/*/reports/**", None, None),
+            ("prefix", "/api/v1", None, Some("a.org")),
+            ("glob", "/*/public/**", None, None),
+            ("regex", "^/(api|svc)/[0-9]+$", None, None),
+            ("glob", "/**/x", Some("GET"), None),
+            ("glob", "/ap*/y", None, None),
+            ("prefix", "/api", None, None),
+            ("exact", "/admin/x", None, None),
+            ("prefix", "/", Some("DELETE"), None),
+            ("prefix", "/svc", None, None),
+        ];
+        let all: Vec<Rule> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, (kind, v, method, host))| Rule {
+                name: format!("r{i}"),
+                path: m(kind, v),
+                methods: method.map(|x| vec![x.to_string()]),
+                hosts: host.map(|h| vec![HostMatcher::parse(h).unwrap()]),
+                auth: AuthMode::Required,
+                conditions: vec![],
+            })
+            .collect();
+        let paths = [
+            "/",
+            "/healthz",
+            "/healthz/",
+            "/admin",
+            "/admin/x",
+            "/adminx",
+            "/api",
+            "/api/",
+            "/api/v1",
+            "/api/v1/z",
+            "/api/q3/reports",
+            "/api/q3/reports/a/b",
+            "/apx/y",
+            "/ap/y",
+            "/svc/12",
+            "/api/12",
+            "/x",
+            "/a/b/x",
+            "/other/public/1",
+            "/other",
+            "/svc",
+            "/svcx",
+        ];
+        // every prefix of the rule list, so each rule is also tested as the last one
+        for n in 0..=all.len() {
+            let rules = Rules::from(all[..n].to_vec());
+            for path in paths {
+                for method in ["GET", "POST", "DELETE"] {
+                    for host in ["a.org", "b.org"] {
+                        let want = match_rule(&rules, method, host, path).map(|r| &r.name);
+                        let got = rules.find(method, host, path).map(|r| &r.name);
+                        assert_eq!(got, want, "{n} rules, {method} {host} {path}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
