@@ -102,6 +102,16 @@ type Shard = RwLock<ShardMap>;
 /// Number of independently locked shards (a power of two).
 const SHARDS: usize = 32;
 
+/// Fewer shards for small limits, so each shard still holds a useful number of entries (at least
+/// 8, and 64 KiB): per-shard limits would otherwise refuse every entry under a small `max_bytes`.
+fn shard_count(limits: CacheLimits) -> usize {
+    let mut n = SHARDS;
+    while n > 1 && (limits.max_bytes / n < 64 * 1024 || limits.max_entries / n < 8) {
+        n /= 2;
+    }
+    n
+}
+
 pub struct TokenCache {
     shards: Box<[Shard]>,
     /// Seeded per process: a keyed hash of the whole token (foldhash: ~10× faster than SipHash
@@ -134,12 +144,14 @@ fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl TokenCache {
     pub fn new(limits: CacheLimits) -> TokenCache {
         TokenCache {
-            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            shards: (0..shard_count(limits))
+                .map(|_| RwLock::default())
+                .collect(),
             keys: foldhash::fast::RandomState::default(),
             limits,
             shard_limits: (
-                (limits.max_entries / SHARDS).max(1),
-                limits.max_bytes / SHARDS,
+                (limits.max_entries / shard_count(limits)).max(1),
+                limits.max_bytes / shard_count(limits),
             ),
             bytes: AtomicUsize::new(0),
             entries: AtomicUsize::new(0),
@@ -152,7 +164,7 @@ impl TokenCache {
 
     fn shard(&self, key: u64) -> &Shard {
         // the low bits pick the shard; the map hashes the whole key again (cheap, and safe)
-        &self.shards[(key as usize) & (SHARDS - 1)]
+        &self.shards[(key as usize) & (self.shards.len() - 1)]
     }
 
     /// A usable entry for `token`: same token, same generations, not expired.
@@ -362,6 +374,25 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    #[test]
+    fn small_limits_still_cache_realistic_entries() {
+        // ~4.5 KiB per entry (a ~1 KiB token); a 128 KiB cap must still hold some of them
+        let c = TokenCache::new(CacheLimits {
+            max_entries: 100_000,
+            max_bytes: 128 * 1024,
+        });
+        let big = |i: usize| {
+            let mut e = entry(&format!("tok-{i}-{}", "x".repeat(1000)), 1_000);
+            e.cost = 4_600;
+            e
+        };
+        for i in 0..100 {
+            c.insert(Arc::new(big(i)), 0);
+        }
+        assert!(c.len() >= 10, "{} entries", c.len());
+        assert!(c.bytes() <= 128 * 1024, "{}", c.bytes());
     }
 
     #[test]
