@@ -245,15 +245,41 @@ async fn logs_are_json_lines_with_one_line_per_deny_and_never_leak_credentials()
         .allowed()
     );
     // reload through the file watch, then through SIGHUP, then an invalid reload
+    // (no fixed sleeps: wait, with a deadline, until /metrics counts each reload outcome)
+    let metrics = format!("http://127.0.0.1:{admin}/metrics");
+    let reloads = |result: &'static str| {
+        let metrics = metrics.clone();
+        async move {
+            let body = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+            let prefix = format!("oidc_authz_config_reloads_total{{result=\"{result}\"}} ");
+            body.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .map_or(0.0, |v| v.trim().parse::<f64>().unwrap())
+        }
+    };
+    let wait_for = |result: &'static str, at_least: f64| {
+        let reloads = &reloads;
+        async move {
+            let t = Instant::now();
+            while reloads(result).await < at_least {
+                assert!(
+                    t.elapsed() < Duration::from_secs(20),
+                    "no config reload counted as {result}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let ok0 = reloads("ok").await;
     write_cfg("admins-v2");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for("ok", ok0 + 1.0).await;
     Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_for("ok", ok0 + 2.0).await;
     std::fs::write(&cfg, "clients: [{name: Bad}]").unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_for("error", 1.0).await;
     assert!(
         !check(
             &mut c,
