@@ -76,26 +76,54 @@ pub struct Rule {
     pub conditions: Vec<Condition>,
 }
 
-fn require_normalised(p: &str) -> Result<(), String> {
+/// Why a rule's path or host matcher cannot be compiled (config validation names the field).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatcherError {
+    #[error("`{0}` must start with /")]
+    NotAbsolute(String),
+    #[error("`{given}` can never match: requests are matched in normalised form (`{normalised}`)")]
+    NotNormalised { given: String, normalised: String },
+    #[error("`{0}` is not a valid path")]
+    InvalidPath(String),
+    #[error("`{0}` can never match: requests are matched with repeated slashes merged")]
+    EmptySegment(String),
+    #[error("`{0}`: ** must be a whole segment")]
+    PartialAnyDepth(String),
+    #[error("`{0}`: segments must not be dot-segments or escapes")]
+    DotOrEscapeSegment(String),
+    #[error("invalid regex: {0}")]
+    Regex(String),
+    #[error("`{0}` is not a host name (or *.domain)")]
+    InvalidHost(String),
+}
+
+impl From<MatcherError> for String {
+    fn from(e: MatcherError) -> String {
+        e.to_string()
+    }
+}
+
+fn require_normalised(p: &str) -> Result<(), MatcherError> {
     if !p.starts_with('/') {
-        return Err(format!("`{p}` must start with /"));
+        return Err(MatcherError::NotAbsolute(p.to_owned()));
     }
     match normalize_path(p) {
         Ok(n) if n == p => Ok(()),
-        Ok(n) => Err(format!(
-            "`{p}` can never match: requests are matched in normalised form (`{n}`)"
-        )),
-        Err(_) => Err(format!("`{p}` is not a valid path")),
+        Ok(n) => Err(MatcherError::NotNormalised {
+            given: p.to_owned(),
+            normalised: n.into_owned(),
+        }),
+        Err(_) => Err(MatcherError::InvalidPath(p.to_owned())),
     }
 }
 
 impl PathMatcher {
-    pub fn exact(p: &str) -> Result<Self, String> {
+    pub fn exact(p: &str) -> Result<Self, MatcherError> {
         require_normalised(p)?;
         Ok(PathMatcher::Exact(p.to_owned()))
     }
 
-    pub fn prefix(p: &str) -> Result<Self, String> {
+    pub fn prefix(p: &str) -> Result<Self, MatcherError> {
         require_normalised(p)?;
         let trimmed = if p.len() > 1 {
             p.trim_end_matches('/')
@@ -105,9 +133,9 @@ impl PathMatcher {
         Ok(PathMatcher::Prefix(trimmed.to_owned()))
     }
 
-    pub fn glob(g: &str) -> Result<Self, String> {
+    pub fn glob(g: &str) -> Result<Self, MatcherError> {
         if !g.starts_with('/') {
-            return Err(format!("`{g}` must start with /"));
+            return Err(MatcherError::NotAbsolute(g.to_owned()));
         }
         let mut segs = Vec::new();
         let parts: Vec<&str> = g[1..].split('/').collect();
@@ -116,19 +144,15 @@ impl PathMatcher {
             .take(parts.len().saturating_sub(1))
             .any(|p| p.is_empty())
         {
-            return Err(format!(
-                "`{g}` can never match: requests are matched with repeated slashes merged"
-            ));
+            return Err(MatcherError::EmptySegment(g.to_owned()));
         }
         for seg in parts {
             if seg == "**" {
                 segs.push(GlobSegment::AnyDepth);
             } else if seg.contains("**") {
-                return Err(format!("`{g}`: ** must be a whole segment"));
+                return Err(MatcherError::PartialAnyDepth(g.to_owned()));
             } else if seg == "." || seg == ".." || seg.contains('%') || seg.contains('\\') {
-                return Err(format!(
-                    "`{g}`: segments must not be dot-segments or escapes"
-                ));
+                return Err(MatcherError::DotOrEscapeSegment(g.to_owned()));
             } else {
                 segs.push(GlobSegment::Pattern(seg.to_owned()));
             }
@@ -136,13 +160,13 @@ impl PathMatcher {
         Ok(PathMatcher::Glob(segs))
     }
 
-    pub fn regex(r: &str) -> Result<Self, String> {
+    pub fn regex(r: &str) -> Result<Self, MatcherError> {
         // Anchored on both ends; the regex crate is a linear-time engine (no backtracking).
         regex::RegexBuilder::new(&format!("^(?:{r})$"))
             .size_limit(1 << 20)
             .build()
             .map(PathMatcher::Regex)
-            .map_err(|e| format!("invalid regex: {e}"))
+            .map_err(|e| MatcherError::Regex(e.to_string()))
     }
 
     pub fn matches(&self, path: &str) -> bool {
@@ -210,7 +234,7 @@ fn wildcard(pattern: &str, s: &str) -> bool {
 }
 
 impl HostMatcher {
-    pub fn parse(h: &str) -> Result<Self, String> {
+    pub fn parse(h: &str) -> Result<Self, MatcherError> {
         let lower = h.to_ascii_lowercase();
         let (wild, name) = match lower.strip_prefix("*.") {
             Some(rest) => (true, rest),
@@ -223,7 +247,7 @@ impl HostMatcher {
             && !name.starts_with('.')
             && !name.ends_with('.');
         if !valid {
-            return Err(format!("`{h}` is not a host name (or *.domain)"));
+            return Err(MatcherError::InvalidHost(h.to_owned()));
         }
         Ok(if wild {
             HostMatcher::Suffix(format!(".{name}"))
