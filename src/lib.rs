@@ -11,6 +11,7 @@
 //! - [`verify`]   route token → client; header, signature and claim checks
 //! - [`introspect`] RFC 7662 introspection: revocation checks, opaque tokens (fail closed)
 //! - [`policy`]   path normalisation, rule matching, role / scope / claim conditions
+//! - [`lint`]     check-config warnings: shadowed rules, anonymous writes, unreachable clients
 //! - [`check`]    the decision path of one Check, composing the above
 //! - [`cache`]    the verified-token cache (sharded, bounded by entries and bytes)
 //! - [`decision`] `Decision`, `Reason` (stable codes, HTTP status, description)
@@ -36,6 +37,7 @@ pub mod decision;
 pub mod explain;
 pub mod introspect;
 pub mod jwks;
+pub mod lint;
 pub mod metrics;
 pub mod policy;
 pub mod reload;

@@ -412,7 +412,8 @@ pub fn match_rule<'r>(rules: &'r [Rule], method: &str, host: &str, path: &str) -
 }
 
 impl Rule {
-    fn matches(&self, method: &str, host: &str, path: &str) -> bool {
+    /// Does this rule's match (methods, hosts, path) take the request? `path` is normalised.
+    pub fn matches(&self, method: &str, host: &str, path: &str) -> bool {
         self.methods
             .as_ref()
             .is_none_or(|ms| ms.iter().any(|m| m == method))
@@ -494,6 +495,11 @@ impl std::ops::Deref for Rules {
 }
 
 impl Rules {
+    /// The rules in order (first match wins).
+    pub fn as_slice(&self) -> &[Rule] {
+        &self.rules
+    }
+
     /// The first rule whose path, method and host match; `path` is normalised.
     pub fn find(&self, method: &str, host: &str, path: &str) -> Option<&Rule> {
         let candidates = self.by_segment.get(seg_of(path)).unwrap_or(&self.any);
