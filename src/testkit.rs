@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use crate::jwks::Alg;
+use crate::keys::Alg;
 
 enum Pair {
     Rsa(RsaKeyPair),

@@ -7,7 +7,8 @@ use serde_json::{Map, Value};
 
 use crate::config::ClientConfig;
 use crate::decision::{Deny, Reason};
-use crate::jwks::{Alg, KeyState};
+use crate::jwks::KeyState;
+use crate::keys::Alg;
 use crate::snapshot::Snapshot;
 use crate::token::Jwt;
 

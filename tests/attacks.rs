@@ -16,7 +16,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::*;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use oidc_authz::decision::Reason;
-use oidc_authz::jwks::Alg;
+use oidc_authz::keys::Alg;
 use oidc_authz::testkit::{TestKey, claims, now};
 use oidc_authz::token::{self, Headers, TokenSource};
 use serde_json::{Value, json};

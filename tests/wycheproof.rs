@@ -1,13 +1,13 @@
 //! Project Wycheproof vectors through the project's own verification functions.
 //!
 //! Raw signature files (RSA PKCS#1 v1.5, RSA-PSS, ECDSA P-256/P-384 in P1363 form, Ed25519): a JWK
-//! is built from each test group's public key, parsed with `jwks::parse_jwk`, and every vector is
+//! is built from each test group's public key, parsed with `keys::parse_jwk`, and every vector is
 //! checked with `Key::verify(alg, msg, sig)` — exactly what the Check path calls.
 //!
 //! JWS / JWK / JWE files: every compact token goes through `token::extract` (Authorization header,
 //! size cap, alphabet), the JOSE header and signature through `token::parse` (three segments,
 //! canonical unpadded base64url, strict JSON header), then `verify::check_header` and
-//! `verify::check_signature` against the group's key set parsed with `jwks::parse_jwks`. The
+//! `verify::check_signature` against the group's key set parsed with `keys::parse_jwks`. The
 //! payloads of these vectors are bytes such as "foo", not JWT claims (see the vectors' NOTICE),
 //! so the payload segment is only decoded with the same canonical base64url rule and the claim
 //! checks are not run: this is the signature-verification layer.
@@ -29,7 +29,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oidc_authz::config::{ClientConfig, DEFAULT_MAX_BYTES};
-use oidc_authz::jwks::{self, Alg, KeyState};
+use oidc_authz::jwks::KeyState;
+use oidc_authz::keys::{self, Alg};
 use oidc_authz::token::{self, Headers, Jwt, TokenSource};
 use oidc_authz::verify::{self, Failure};
 use serde_json::{Value, json};
@@ -120,7 +121,7 @@ fn deliberately_rejected(c: &Case<'_>) -> Option<&'static str> {
 /// outcome passes for these (like `acceptable`), and every run prints them. Keyed by file + tcId
 /// so nothing else can slip in.
 // Invalid vectors the project still accepts, by exact file + tcId, with the reason. Empty: the
-// ROCA keys (json_web_key tcId 7, json_web_crypto tcId 46) are rejected by jwks::parse_jwk since
+// ROCA keys (json_web_key tcId 7, json_web_crypto tcId 46) are rejected by keys::parse_jwk since
 // it checks the ROCA fingerprint.
 const KNOWN_GAPS: &[(&str, u64, &str)] = &[];
 
@@ -330,7 +331,7 @@ fn run_raw_file(dir: &std::path::Path, file: &str) -> Counts {
     for group in doc["testGroups"].as_array().unwrap() {
         let alg = raw_alg(file, group);
         let jwk = group_jwk(group);
-        let key = catch_unwind(AssertUnwindSafe(|| jwks::parse_jwk(&jwk)));
+        let key = catch_unwind(AssertUnwindSafe(|| keys::parse_jwk(&jwk)));
         for tc in group["tests"].as_array().unwrap() {
             let case = Case {
                 key: &jwk,
@@ -456,7 +457,7 @@ fn jose_verdict(token_text: &str, keys: &Value) -> Result<(), String> {
         signature: parsed.signature,
     };
     // 3. Keys as the project loads them.
-    let keys = jwks::parse_jwks(keys.to_string().as_bytes(), "wycheproof")
+    let keys = keys::parse_jwks(keys.to_string().as_bytes(), "wycheproof")
         .map_err(|e| format!("parse_jwks: {e}"))?;
     let state = KeyState {
         keys: Arc::from(keys),
