@@ -174,6 +174,12 @@ pub enum KeyError {
     UnsupportedOkpCurve,
     #[error("Ed25519 key has the wrong length")]
     Ed25519WrongLength,
+    #[error("Ed25519 key is not canonically encoded (y >= p)")]
+    Ed25519NonCanonical,
+    #[error(
+        "Ed25519 key is a small-order point: signatures for it can be forged without a private key"
+    )]
+    Ed25519SmallOrder,
     #[error("symmetric (oct) keys are never used")]
     Symmetric,
     #[error("unknown kty")]
@@ -319,9 +325,11 @@ pub fn parse_jwk(v: &Value) -> Result<Key, KeyError> {
                 return Err(KeyError::UnsupportedOkpCurve);
             }
             let x = b64_field(obj, "x")?;
-            if x.len() != 32 {
-                return Err(KeyError::Ed25519WrongLength);
-            }
+            let encoded: &[u8; 32] = x
+                .as_slice()
+                .try_into()
+                .map_err(|_| KeyError::Ed25519WrongLength)?;
+            ed25519_public_key_check(encoded)?;
             (KeyType::Ed25519, x)
         }
         Some("oct") => return Err(KeyError::Symmetric),
@@ -348,6 +356,60 @@ pub fn parse_jwk(v: &Value) -> Result<Key, KeyError> {
         verifiers,
         material,
     })
+}
+
+/// p = 2^255 - 19, little-endian (the Ed25519 field prime).
+const ED25519_P: [u8; 32] = {
+    let mut p = [0xff; 32];
+    p[0] = 0xed;
+    p[31] = 0x7f;
+    p
+};
+
+/// The y-coordinates (little-endian, canonical) of the eight points of order dividing 8:
+/// y = 1 (the identity, x = 0), y = p − 1 (order 2, x = 0), y = 0 (order 4, x = ±√−1), and
+/// y = ±Y8 (order 8, two x each). A public key with one of these y — whatever its sign bit —
+/// is a small-order point.
+const ED25519_SMALL_ORDER_Y: [[u8; 32]; 5] = {
+    let mut one = [0; 32];
+    one[0] = 1;
+    let mut p_minus_1 = ED25519_P;
+    p_minus_1[0] = 0xec;
+    [
+        [0; 32],
+        one,
+        p_minus_1,
+        [
+            0xc7, 0x17, 0x6a, 0x70, 0x3d, 0x4d, 0xd8, 0x4f, 0xba, 0x3c, 0x0b, 0x76, 0x0d, 0x10,
+            0x67, 0x0f, 0x2a, 0x20, 0x53, 0xfa, 0x2c, 0x39, 0xcc, 0xc6, 0x4e, 0xc7, 0xfd, 0x77,
+            0x92, 0xac, 0x03, 0x7a,
+        ],
+        [
+            0x26, 0xe8, 0x95, 0x8f, 0xc2, 0xb2, 0x27, 0xb0, 0x45, 0xc3, 0xf4, 0x89, 0xf2, 0xef,
+            0x98, 0xf0, 0xd5, 0xdf, 0xac, 0x05, 0xd3, 0xc6, 0x33, 0x39, 0xb1, 0x38, 0x02, 0x88,
+            0x6d, 0x53, 0xfc, 0x05,
+        ],
+    ]
+};
+
+/// Refuse Ed25519 public keys that make forgery possible or are ambiguous (RFC 8032 §5.1.3
+/// decoding; "Taming the many EdDSAs", 2020): a y-coordinate ≥ p (non-canonical: another
+/// encoding of the same point, or none), and the eight small-order points in every encoding
+/// (for those, R = identity and S = 0 verifies for a large share of messages — no private key
+/// needed). Mixed-order keys (a large point plus a torsion component) are not detected; with a
+/// cofactorless verifier they do not allow forgery.
+fn ed25519_public_key_check(encoded: &[u8; 32]) -> Result<(), KeyError> {
+    let mut y = *encoded;
+    y[31] &= 0x7f; // the top bit is the sign of x
+    // little-endian comparison: the most significant byte is the last
+    let less_than_p = y.iter().rev().cmp(ED25519_P.iter().rev()).is_lt();
+    if !less_than_p {
+        return Err(KeyError::Ed25519NonCanonical);
+    }
+    if ED25519_SMALL_ORDER_Y.contains(&y) {
+        return Err(KeyError::Ed25519SmallOrder);
+    }
+    Ok(())
 }
 
 /// ROCA (CVE-2017-15361): keys from the affected Infineon library have primes

@@ -1505,3 +1505,105 @@ async fn claim_values_cannot_smuggle_headers_upstream() {
         }
     }
 }
+
+/// Issue 11 finding 7: an IdP (or whoever controls its JWKS) publishes an Ed25519 key whose `x`
+/// is a small-order point. For such a key `R = identity, S = 0` — no private key — verifies for
+/// many messages (for the identity key, for all of them). The key must never load, so every
+/// forged token is `unknown_key`, with or without its `kid`, while a real Ed25519 key published
+/// next to it keeps working.
+#[tokio::test]
+async fn ed25519_small_order_published_keys_never_load_so_forged_tokens_are_refused() {
+    let rsa = TestKey::generate(Alg::RS256, "rsa-1");
+    let ec = TestKey::generate(Alg::ES256, "ec-1");
+    let ed = TestKey::generate(Alg::EdDSA, "ed-1");
+    let idp = Idp::start(&[&rsa, &ec, &ed]).await;
+    let weak = [
+        (
+            "weak-identity",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            "weak-zero",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            "weak-order2",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ),
+        (
+            "weak-order8",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        ),
+        (
+            "weak-noncanonical-identity",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ),
+    ];
+    let mut doc: Value =
+        serde_json::from_str(&oidc_authz::testkit::jwks(&[&rsa, &ec, &ed])).unwrap();
+    for (kid, x) in weak {
+        doc["keys"].as_array_mut().unwrap().push(
+            json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": kid, "x": b64(&hex(x))}),
+        );
+    }
+    *idp.state.jwks.lock().unwrap() = doc.to_string();
+    let yaml = CONFIG
+        .replace("ISS", &idp.issuer)
+        .replace("MIN_REFRESH", "30s")
+        .replace(
+            "algorithms: [RS256, ES256]",
+            "algorithms: [RS256, ES256, EdDSA]",
+        );
+    let server = start_server(&yaml).await;
+    wait_loaded(&server, "/realms/test").await;
+    let mut client = client(&server).await;
+    let call = |token: String| {
+        let b = bearer(&token);
+        request("GET", "api.example.org", "/api/x", &[("authorization", &b)])
+    };
+    let iss = idp.issuer.clone();
+    // The control: EdDSA is enabled and the real Ed25519 key verifies.
+    let good = ed.token(&claims(&iss, json!(AUD), json!({})));
+    let o = check(&mut client, call(good)).await;
+    assert!(o.allowed(), "a real EdDSA token: {o:?}");
+    // R = identity (0x01 00…00), S = 0.
+    let mut forged_sig = vec![0u8; 64];
+    forged_sig[0] = 1;
+    for (kid, _) in weak {
+        for i in 0..16 {
+            let body = claims(&iss, json!(AUD), json!({"jti": format!("{kid}-{i}")}));
+            let header = json!({"alg": "EdDSA", "kid": kid});
+            let token = forge(
+                header.to_string().as_bytes(),
+                body.to_string().as_bytes(),
+                &forged_sig,
+            );
+            let o = check(&mut client, call(token)).await;
+            assert_deny(&o, Reason::UnknownKey, &format!("forged with {kid} #{i}"));
+        }
+    }
+    // Without a kid the forged token is tried against the set's Ed25519 keys: only ed-1.
+    for i in 0..16 {
+        let body = claims(&iss, json!(AUD), json!({"jti": format!("kidless-{i}")}));
+        let token = forge(
+            json!({"alg": "EdDSA"}).to_string().as_bytes(),
+            body.to_string().as_bytes(),
+            &forged_sig,
+        );
+        let o = check(&mut client, call(token)).await;
+        assert_deny(
+            &o,
+            Reason::InvalidSignature,
+            &format!("kid-less forged #{i}"),
+        );
+    }
+    // And the reason: they never loaded.
+    {
+        let snap = server.state.snapshot();
+        let state = snap.clients[0].key_set.state();
+        assert_eq!(state.keys.len(), 3, "only rsa-1, ec-1 and ed-1 load");
+        for (kid, _) in weak {
+            assert!(state.find(kid).is_none(), "{kid} was loaded");
+        }
+    }
+}

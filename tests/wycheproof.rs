@@ -537,3 +537,152 @@ fn the_jose_harness_accepts_a_good_token_and_rejects_a_tampered_one() {
     assert!(jose_verdict(&bad, &keys).is_err());
     assert!(jose_verdict(&good, &json!({"keys": []})).is_err());
 }
+
+// ------------------------------------------------------------------------------------------
+// Ed25519 public keys that must never load (issue 11 finding 7)
+
+/// Wycheproof-style vectors for Ed25519 *public keys* (the published files test signatures, not
+/// keys): every encoding of the eight small-order points — canonical, with the sign bit set on
+/// x = 0, and y + p — and other y ≥ p encodings. `(tcId, comment, pk)`, pk in hex as Wycheproof
+/// writes it; every one is `invalid`. With such a key, `R = identity, S = 0` verifies for many
+/// messages: a token could be forged with no private key.
+const ED25519_WEAK_KEYS: [(u32, &str, &str); 18] = [
+    (
+        1,
+        "small order 4: y = 0 (x = +sqrt(-1))",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    ),
+    (
+        2,
+        "small order 4: y = 0 (x = -sqrt(-1))",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+    ),
+    (
+        3,
+        "order 1: the identity (0, 1)",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+    ),
+    (
+        4,
+        "order 2: (0, -1)",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        5,
+        "small order 8, x positive",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    ),
+    (
+        6,
+        "small order 8, x negative",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    ),
+    (
+        7,
+        "small order 8 (y = p - y8), x positive",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    ),
+    (
+        8,
+        "small order 8 (y = p - y8), x negative",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    ),
+    (
+        9,
+        "non-canonical identity: x = 0 with the sign bit set",
+        "0100000000000000000000000000000000000000000000000000000000000080",
+    ),
+    (
+        10,
+        "non-canonical order 2: x = 0 with the sign bit set",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ),
+    (
+        11,
+        "non-canonical order 4: y = p (= 0)",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        12,
+        "non-canonical order 4: y = p (= 0), sign bit set",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ),
+    (
+        13,
+        "non-canonical identity: y = p + 1 (= 1)",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        14,
+        "non-canonical identity: y = p + 1 (= 1), sign bit set",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ),
+    (
+        15,
+        "non-canonical: y = p + 2",
+        "efffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        16,
+        "non-canonical: y = p + 18",
+        "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        17,
+        "non-canonical: y = p + 18, sign bit set",
+        "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ),
+    (
+        18,
+        "non-canonical: y = p + 9",
+        "f6ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+];
+
+fn ed25519_jwk(pk: &[u8]) -> Value {
+    json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "x": URL_SAFE_NO_PAD.encode(pk)})
+}
+
+#[test]
+fn ed25519_small_order_and_non_canonical_public_keys_are_refused_by_parse_jwk() {
+    // The harness: a real key still parses (so a refusal below is about the key, not the JWK).
+    let real = oidc_authz::testkit::TestKey::generate(Alg::EdDSA, "real");
+    assert!(
+        keys::parse_jwk(&real.jwk(false)).is_ok(),
+        "a generated key loads"
+    );
+    let mut ids = std::collections::HashSet::new();
+    for (tc_id, comment, pk) in ED25519_WEAK_KEYS {
+        assert!(ids.insert(tc_id), "tcId {tc_id} twice");
+        let pk = hex(pk);
+        assert_eq!(pk.len(), 32, "tcId {tc_id}");
+        match keys::parse_jwk(&ed25519_jwk(&pk)) {
+            Ok(_) => panic!("tcId {tc_id} ({comment}): a weak Ed25519 key was loaded"),
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    keys::KeyError::Ed25519SmallOrder | keys::KeyError::Ed25519NonCanonical
+                ),
+                "tcId {tc_id} ({comment}): refused for the wrong reason: {e}"
+            ),
+        }
+        // The same key naming its own `alg`.
+        let mut jwk = ed25519_jwk(&pk);
+        jwk["alg"] = json!("EdDSA");
+        assert!(keys::parse_jwk(&jwk).is_err(), "tcId {tc_id} with alg");
+    }
+    // A key set made only of them has no usable key; next to a real key only the real one loads.
+    let only_weak: Vec<Value> = ED25519_WEAK_KEYS
+        .iter()
+        .map(|(_, _, pk)| ed25519_jwk(&hex(pk)))
+        .collect();
+    assert_eq!(
+        keys::parse_jwks(json!({ "keys": only_weak }).to_string().as_bytes(), "t").err(),
+        Some(keys::JwksError::NoUsableKey)
+    );
+    let mut mixed = only_weak;
+    mixed.push(real.jwk(false));
+    let loaded = keys::parse_jwks(json!({ "keys": mixed }).to_string().as_bytes(), "t").unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].kid.as_deref(), Some("real"));
+}
