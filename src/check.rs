@@ -140,7 +140,7 @@ pub async fn decide_with(
             if let (Some(_), Some(m)) = (cache, metrics) {
                 m.token_cache_miss.inc();
             }
-            match verify_fresh(snap, raw, rule_name, now).await {
+            match verify_fresh(snap, metrics, raw, rule_name, now).await {
                 Ok(e) => {
                     let e = Arc::new(e);
                     if let Some(c) = cache {
@@ -182,6 +182,7 @@ pub async fn decide_with(
 /// needs (claims, rendered headers) in a cache entry.
 async fn verify_fresh(
     snap: &Snapshot,
+    metrics: Option<&Metrics>,
     raw: &str,
     rule_name: &str,
     now: i64,
@@ -207,6 +208,17 @@ async fn verify_fresh(
         match verify::verify(&client.cfg, &state, available, &jwt, now) {
             Ok(()) => break state.generation,
             Err(Failure::Deny(d)) => return Err(deny(d, Some(rule_name), Some(name), true)),
+            Err(Failure::KidRequired) => {
+                if let Some(m) = metrics {
+                    m.kidless_refused(&ks.id);
+                }
+                return Err(deny(
+                    Deny::new(Reason::UnknownKey, verify::KID_REQUIRED),
+                    Some(rule_name),
+                    Some(name),
+                    true,
+                ));
+            }
             Err(Failure::UnknownKid { generation }) => {
                 drop(state);
                 let kid = jwt.header.kid.as_deref().unwrap_or_default();

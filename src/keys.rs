@@ -217,8 +217,14 @@ pub fn parse_max_age(v: &str) -> Option<Duration> {
     })
 }
 
-/// Parse a JWKS document; skip (with a warning) every key we cannot or must not use.
-/// A document with no usable key at all is an error (the last good keys are kept).
+/// The most usable keys kept from one JWKS document (in document order); the rest are ignored
+/// with one warning. Real IdPs publish a handful; a key set of thousands makes every lookup and
+/// every kid-less token costlier (issue 11 finding 6).
+pub const MAX_KEYS_PER_SET: usize = 100;
+
+/// Parse a JWKS document; skip (with a warning) every key we cannot or must not use, and keep at
+/// most [`MAX_KEYS_PER_SET`] usable keys. A document with no usable key at all is an error (the
+/// last good keys are kept).
 pub fn parse_jwks(bytes: &[u8], key_set: &str) -> Result<Vec<Key>, JwksError> {
     let doc =
         crate::token::strict_object(bytes).map_err(|e| JwksError::NotObject(e.to_string()))?;
@@ -227,6 +233,15 @@ pub fn parse_jwks(bytes: &[u8], key_set: &str) -> Result<Vec<Key>, JwksError> {
     };
     let mut keys: Vec<Key> = Vec::new();
     for (i, item) in items.iter().enumerate() {
+        if keys.len() == MAX_KEYS_PER_SET {
+            tracing::warn!(
+                key_set,
+                kept = MAX_KEYS_PER_SET,
+                ignored = items.len() - i,
+                "JWKS has more keys than the per-set cap; ignoring the rest (not parsed)"
+            );
+            break;
+        }
         match parse_jwk(item) {
             Ok(k) => {
                 if k.kid.is_some() && keys.iter().any(|o| o.kid == k.kid) {
@@ -562,6 +577,26 @@ mod tests {
         );
         assert_eq!(parse_max_age("no-store"), None);
         assert_eq!(parse_max_age("max-age=abc"), None);
+    }
+
+    #[test]
+    fn a_key_set_keeps_at_most_max_keys_per_set_usable_keys() {
+        let key = crate::testkit::TestKey::generate(Alg::EdDSA, "k");
+        let jwk = |i: usize| {
+            let mut j = key.jwk(false);
+            j["kid"] = json!(format!("k{i}"));
+            j
+        };
+        // unusable keys do not count toward the cap
+        let mut items: Vec<Value> = vec![json!({"kty": "oct", "k": "c2VjcmV0"}); 5];
+        items.extend((0..MAX_KEYS_PER_SET + 50).map(jwk));
+        let keys = parse_jwks(json!({ "keys": items }).to_string().as_bytes(), "t").unwrap();
+        assert_eq!(keys.len(), MAX_KEYS_PER_SET);
+        assert_eq!(keys[0].kid.as_deref(), Some("k0"), "document order");
+        assert_eq!(
+            keys[MAX_KEYS_PER_SET - 1].kid.as_deref(),
+            Some(format!("k{}", MAX_KEYS_PER_SET - 1).as_str())
+        );
     }
 
     #[test]

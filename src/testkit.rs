@@ -138,6 +138,17 @@ pub fn jwks(keys: &[&TestKey]) -> String {
     json!({"keys": keys.iter().map(|k| k.jwk(true)).collect::<Vec<_>>()}).to_string()
 }
 
+/// A loaded key state holding the given keys' public JWKs (for the pure verification functions).
+pub fn key_state(keys: &[&TestKey]) -> crate::jwks::KeyState {
+    let parsed =
+        crate::keys::parse_jwks(jwks(keys).as_bytes(), "testkit").expect("test keys parse");
+    crate::jwks::KeyState {
+        keys: parsed.into(),
+        generation: 1,
+        ..Default::default()
+    }
+}
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     std::time::SystemTime::now()

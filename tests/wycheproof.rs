@@ -469,6 +469,7 @@ fn jose_verdict(token_text: &str, keys: &Value) -> Result<(), String> {
     let fail = |f: Failure| match f {
         Failure::Deny(d) => format!("verify: {} ({})", d.reason, d.detail),
         Failure::UnknownKid { .. } => "verify: unknown kid".to_owned(),
+        Failure::KidRequired => "verify: kid required".to_owned(),
     };
     let alg = verify::check_header(&client, &jwt).map_err(fail)?;
     verify::check_signature(alg, &state, true, &jwt).map_err(fail)
