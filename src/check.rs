@@ -268,12 +268,6 @@ async fn verify_fresh(
         let ttl = i64::try_from(intro.config().cache_ttl.as_secs()).unwrap_or(0);
         expires_at = expires_at.min(now.saturating_add(ttl));
     }
-    let claims_len = jwt
-        .signing_input
-        .len()
-        .saturating_sub(jwt.signing_input.find('.').unwrap_or(0))
-        * 3
-        / 4;
     let roles = policy::token_roles(&jwt.claims, &client.cfg.roles);
     Ok(Entry::new(
         raw,
@@ -285,7 +279,6 @@ async fn verify_fresh(
         headers,
         subject,
         roles,
-        claims_len,
     ))
 }
 
@@ -426,8 +419,6 @@ async fn verify_opaque(
         headers,
         subject,
         policy::token_roles(claims, &client.cfg.roles),
-        // once per introspection answer (a network round trip), so the exact size is affordable
-        serde_json::to_string(claims).map_or(raw.len() * 2, |j| j.len()),
     ))
 }
 
