@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::*;
 use oidc_authz::decision::Reason;
 use oidc_authz::keys::Alg;
@@ -100,18 +98,44 @@ async fn a_reload_a_removed_key_and_expiry_take_effect_despite_the_cache() {
         .fetch()
         .await
         .unwrap();
+    // The clock is the `now` the decision is given (no wall-clock wait): the same path the
+    // service takes, with its cache and metrics.
+    let t0 = now();
     let short = bearer(&key.token(&claims(
         &idp.issuer,
         json!("web"),
-        json!({"exp": now() + 2}),
+        json!({"iat": t0, "exp": t0 + 2}),
     )));
-    let short_req = request("GET", "h", "/x", &[("authorization", &short)]);
-    assert!(svc.decide(&short_req).await.is_allow());
-    assert!(svc.decide(&short_req).await.is_allow());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut headers = oidc_authz::token::Headers::new();
+    headers.push("authorization", &short);
+    let input = oidc_authz::check::CheckInput {
+        method: "GET",
+        host: "h",
+        path: "/x",
+        headers,
+    };
+    let state = &server.state;
+    let at = |t: i64| {
+        let snap = state.snapshot();
+        let cache = state.cache();
+        let input = input.clone();
+        async move {
+            oidc_authz::check::decide_with(&snap, Some(&cache), Some(&state.metrics), &input, t)
+                .await
+        }
+    };
+    let hits = state.metrics.token_cache_hit.get();
+    assert!(at(t0).await.is_allow());
+    assert!(at(t0 + 1).await.is_allow());
     assert_eq!(
-        svc.decide(&short_req).await.reason(),
-        Some(Reason::TokenExpired)
+        state.metrics.token_cache_hit.get(),
+        hits + 1,
+        "the second is a cache hit"
+    );
+    assert_eq!(
+        at(t0 + 2).await.reason(),
+        Some(Reason::TokenExpired),
+        "a cached token stops at its exp"
     );
 }
 
