@@ -496,11 +496,15 @@ mod tests {
     #[test]
     fn the_cost_covers_the_claims_tree_whatever_its_shape() {
         let numbers: Vec<u32> = (0..5_500).map(|i| i % 10).collect();
+        let objs: Vec<Value> = (0..500).map(|i| serde_json::json!({ "k": i })).collect();
+        let many: Map<String, Value> = (0..2_000)
+            .map(|i| (format!("c{i}"), Value::from(i)))
+            .collect();
         let shapes = [
             serde_json::json!({"sub": "u", "exp": 1, "n": numbers}),
             serde_json::json!({"sub": "u", "exp": 1, "deep": [[[[[[[[[[[[1]]]]]]]]]]]]}),
-            serde_json::json!({"sub": "u", "objs": (0..500).map(|i| serde_json::json!({"k": i})).collect::<Vec<_>>()}),
-            serde_json::json!({"sub": "u", "many": (0..2_000).map(|i| (format!("c{i}"), Value::from(i))).collect::<Map<_, _>>()}),
+            serde_json::json!({"sub": "u", "objs": objs}),
+            serde_json::json!({"sub": "u", "many": many}),
             serde_json::json!({"sub": "u", "s": "x".repeat(20_000)}),
         ];
         for claims in shapes {
