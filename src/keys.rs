@@ -513,22 +513,81 @@ mod tests {
     #[test]
     fn unusable_keys_are_skipped() {
         let b = |n: usize| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vec![0xffu8; n]);
+        use KeyError as E;
         let cases = [
-            json!({"kty": "oct", "k": "c2VjcmV0"}),
-            json!({"kty": "RSA", "use": "enc", "n": b(256), "e": "AQAB"}),
-            json!({"kty": "RSA", "n": b(128), "e": "AQAB"}),
-            json!({"kty": "EC", "crv": "P-521", "x": b(66), "y": b(66)}),
-            json!({"kty": "EC", "crv": "secp256k1", "x": b(32), "y": b(32)}),
-            json!({"kty": "OKP", "crv": "X25519", "x": b(32)}),
-            json!({"kty": "XYZ"}),
-            json!({"kty": "RSA", "alg": "HS256", "n": b(256), "e": "AQAB"}),
-            json!({"kty": "RSA", "alg": "ES256", "n": b(256), "e": "AQAB"}),
-            json!({"kty": "RSA", "key_ops": ["encrypt"], "n": b(256), "e": "AQAB"}),
-            json!("not an object"),
+            (json!({"kty": "oct", "k": "c2VjcmV0"}), E::Symmetric),
+            (
+                json!({"kty": "RSA", "use": "enc", "n": b(256), "e": "AQAB"}),
+                E::NotForSignatures,
+            ),
+            (
+                json!({"kty": "RSA", "n": b(128), "e": "AQAB"}),
+                E::RsaTooShort,
+            ),
+            (
+                json!({"kty": "RSA", "n": b(1025), "e": "AQAB"}),
+                E::RsaTooLong,
+            ),
+            (
+                json!({"kty": "RSA", "n": b(256), "e": "AA"}),
+                E::RsaZeroExponent,
+            ),
+            (
+                json!({"kty": "RSA", "n": "!!", "e": "AQAB"}),
+                E::NotBase64Url,
+            ),
+            (json!({"kty": "RSA", "e": "AQAB"}), E::MissingMember),
+            (
+                json!({"kty": "EC", "crv": "P-521", "x": b(66), "y": b(66)}),
+                E::UnsupportedEcCurve,
+            ),
+            (
+                json!({"kty": "EC", "crv": "secp256k1", "x": b(32), "y": b(32)}),
+                E::UnsupportedEcCurve,
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": b(32), "y": b(31)}),
+                E::EcWrongLength,
+            ),
+            (
+                json!({"kty": "EC", "crv": "P-256", "x": b(32), "y": b(32)}),
+                E::InvalidMaterial,
+            ),
+            (
+                json!({"kty": "OKP", "crv": "X25519", "x": b(32)}),
+                E::UnsupportedOkpCurve,
+            ),
+            (
+                json!({"kty": "OKP", "crv": "Ed25519", "x": b(31)}),
+                E::Ed25519WrongLength,
+            ),
+            (json!({"kty": "XYZ"}), E::UnknownKty),
+            (
+                json!({"kty": "RSA", "alg": "HS256", "n": b(256), "e": "AQAB"}),
+                E::UnsupportedAlg,
+            ),
+            (
+                json!({"kty": "RSA", "alg": 256, "n": b(256), "e": "AQAB"}),
+                E::AlgNotString,
+            ),
+            (
+                json!({"kty": "RSA", "kid": 1, "n": b(256), "e": "AQAB"}),
+                E::KidNotString,
+            ),
+            (
+                json!({"kty": "RSA", "alg": "ES256", "n": b(256), "e": "AQAB"}),
+                E::AlgKeyTypeMismatch,
+            ),
+            (
+                json!({"kty": "RSA", "key_ops": ["encrypt"], "n": b(256), "e": "AQAB"}),
+                E::NoVerifyOp,
+            ),
+            (json!("not an object"), E::NotObject),
         ];
-        for c in &cases {
-            assert!(parse_jwk(c).is_err(), "{c}");
+        for (c, want) in &cases {
+            assert_eq!(parse_jwk(c).err(), Some(*want), "{c}");
         }
+        let cases: Vec<Value> = cases.into_iter().map(|(c, _)| c).collect();
         let doc = json!({"keys": cases}).to_string();
         assert!(
             parse_jwks(doc.as_bytes(), "t").is_err(),

@@ -280,7 +280,10 @@ mod tests {
     fn registers_and_renders() {
         let m = Metrics::new();
         m.jwks_fetch("k", true);
+        m.kidless_refused("k");
+        assert_eq!(m.kidless_refused_count("k"), 1);
         let text = m.render();
+        assert!(text.contains("oidc_authz_kidless_refused_total{key_set=\"k\"} 1"));
         assert!(text.contains("oidc_authz_build_info{version="));
         assert!(text.contains("oidc_authz_jwks_fetches_total{key_set=\"k\",result=\"ok\"} 1"));
         assert!(text.contains("# TYPE oidc_authz_check_duration_seconds histogram"));
