@@ -22,7 +22,7 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, 
 use oidc_authz::cache::{CacheLimits, TokenCache};
 use oidc_authz::check::{decide, decide_with};
 use oidc_authz::decision::Decision;
-use oidc_authz::jwks::{Alg, parse_jwk};
+use oidc_authz::keys::{Alg, parse_jwk};
 use oidc_authz::policy::{check_conditions, match_rule, normalize_path, token_roles};
 use oidc_authz::service::{AuthzService, response};
 use oidc_authz::testkit::{TestKey, now};

@@ -50,15 +50,25 @@ impl Entry {
         headers: Vec<(String, String)>,
         subject: Option<String>,
         roles: Box<[Box<str>]>,
-        claims_json_len: usize,
     ) -> Entry {
-        // The heap the entry holds, calibrated against RSS (mimalloc, Keycloak-like claims of
-        // ~450 JSON bytes: ~4.4 KiB per entry, of which the claims tree is ~8 bytes per JSON
-        // byte): the token, the claims tree, the rendered headers and roles, the map slot and
-        // the Arc. Undercounting here is what let RSS pass the cap (docs/performance.md).
-        let headers_len: usize = headers.iter().map(|(k, v)| k.len() + v.len() + 64).sum();
-        let roles_len: usize = roles.iter().map(|r| r.len() + 32).sum();
-        let cost = token.len() + claims_json_len * 8 + headers_len + roles_len + 320;
+        // What the entry really holds on the heap, walked node by node (issue 11 finding 10: a
+        // per-JSON-byte guess undercounted claims such as a 5,500-element numeric array 3.3×,
+        // and RSS passed the cap). Undercounting here is what lets RSS pass `max_bytes`.
+        let headers_len = block(headers.capacity() * size_of::<(String, String)>())
+            + headers
+                .iter()
+                .map(|(k, v)| block(k.capacity()) + block(v.capacity()))
+                .sum::<usize>();
+        let roles_len = block(size_of_val::<[Box<str>]>(&roles))
+            + roles.iter().map(|r| block(r.len())).sum::<usize>();
+        let cost = block(token.len())
+            + map_heap_bytes(&claims)
+            + headers_len
+            + roles_len
+            + subject.as_ref().map_or(0, |s| block(s.capacity()))
+            // the Arc'd entry itself, and its slot in the shard's map (load factor ≥ 7/16)
+            + block(size_of::<Entry>() + 2 * size_of::<usize>())
+            + 2 * (size_of::<(u64, Arc<Entry>)>() + 1);
         Entry {
             token: token.into(),
             client,
@@ -71,6 +81,59 @@ impl Entry {
             roles,
             cost,
         }
+    }
+}
+
+/// One heap block of `n` requested bytes as the allocator charges it, an upper bound for both
+/// allocators the binary may run with: glibc adds an 8-byte header, rounds to 16 and never
+/// hands out less than 32 bytes; mimalloc (no header) rounds up to size classes at most 1/8
+/// apart. Many claims are small strings, so the minimum matters.
+const fn block(n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let chunk = (n + 8).next_multiple_of(16);
+    (if chunk < 32 { 32 } else { chunk }) + n / 8
+}
+
+/// `serde_json::Map` is a `BTreeMap<String, Value>` (the `preserve_order` feature is off):
+/// nodes of up to 11 entries; every node but the root holds at least 5.
+const BTREE_CAPACITY: usize = 11;
+const BTREE_LEAF: usize =
+    size_of::<usize>() + BTREE_CAPACITY * (size_of::<String>() + size_of::<Value>()) + 8;
+const BTREE_INTERNAL: usize = BTREE_LEAF + (BTREE_CAPACITY + 1) * size_of::<usize>();
+
+/// Heap bytes held by a claims object: its B-tree nodes, every key, and every value's own heap.
+pub fn map_heap_bytes(m: &Map<String, Value>) -> usize {
+    let n = m.len();
+    let nodes = match n {
+        0 => 0,
+        1..=BTREE_CAPACITY => block(BTREE_LEAF),
+        _ => {
+            // every node but the root holds at least 5 entries: nodes ≤ (n - 1) / 5 + 1; every
+            // internal node but the root has at least 6 children: internal ≤ (nodes + 3) / 6
+            let nodes = (n - 1) / 5 + 1;
+            let internal = (nodes + 3) / 6;
+            nodes * block(BTREE_LEAF) + internal * (block(BTREE_INTERNAL) - block(BTREE_LEAF))
+        }
+    };
+    nodes
+        + m.iter()
+            .map(|(k, v)| block(k.capacity()) + value_heap_bytes(v))
+            .sum::<usize>()
+}
+
+/// Heap bytes held by one JSON value beyond its own `size_of::<Value>()` (which its parent
+/// counts): a string's buffer, an array's buffer (by capacity) and its elements, an object's map.
+/// Depth is bounded by the JSON parser's recursion limit (128).
+pub fn value_heap_bytes(v: &Value) -> usize {
+    match v {
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+        Value::String(s) => block(s.capacity()),
+        Value::Array(a) => {
+            block(a.capacity() * size_of::<Value>()) + a.iter().map(value_heap_bytes).sum::<usize>()
+        }
+        Value::Object(m) => map_heap_bytes(m),
     }
 }
 
@@ -294,7 +357,6 @@ mod tests {
             vec![("x-auth-subject".into(), "u".into())],
             Some("u".into()),
             Box::new([]),
-            50,
         )
     }
 
@@ -393,6 +455,94 @@ mod tests {
         }
         assert!(c.len() >= 10, "{} entries", c.len());
         assert!(c.bytes() <= 128 * 1024, "{}", c.bytes());
+    }
+
+    fn claims_entry(token: &str, claims_json: &str) -> Entry {
+        let claims = crate::token::strict_object(claims_json.as_bytes()).unwrap();
+        Entry::new(
+            token,
+            0,
+            1,
+            1,
+            1_000,
+            claims,
+            Vec::new(),
+            None,
+            Box::new([]),
+        )
+    }
+
+    /// A lower bound of what a claims tree holds that needs no estimate: each array's buffer
+    /// (`capacity × size_of::<Value>()`), each string's and key's bytes, and for each object one
+    /// B-tree node per 11 entries.
+    fn floor(v: &Value) -> usize {
+        match v {
+            Value::String(s) => s.capacity(),
+            Value::Array(a) => {
+                a.capacity() * size_of::<Value>() + a.iter().map(floor).sum::<usize>()
+            }
+            Value::Object(m) => {
+                m.len().div_ceil(BTREE_CAPACITY) * BTREE_LEAF
+                    + m.iter()
+                        .map(|(k, v)| k.capacity() + floor(v))
+                        .sum::<usize>()
+            }
+            _ => 0,
+        }
+    }
+
+    /// Issue 11 finding 10: tokens carrying a 5,500-element numeric array held ~3.3× what the
+    /// per-JSON-byte guess charged for them. The cost must cover every node, whatever the shape.
+    #[test]
+    fn the_cost_covers_the_claims_tree_whatever_its_shape() {
+        let numbers: Vec<u32> = (0..5_500).map(|i| i % 10).collect();
+        let objs: Vec<Value> = (0..500).map(|i| serde_json::json!({ "k": i })).collect();
+        let many: Map<String, Value> = (0..2_000)
+            .map(|i| (format!("c{i}"), Value::from(i)))
+            .collect();
+        let shapes = [
+            serde_json::json!({"sub": "u", "exp": 1, "n": numbers}),
+            serde_json::json!({"sub": "u", "exp": 1, "deep": [[[[[[[[[[[[1]]]]]]]]]]]]}),
+            serde_json::json!({"sub": "u", "objs": objs}),
+            serde_json::json!({"sub": "u", "many": many}),
+            serde_json::json!({"sub": "u", "s": "x".repeat(20_000)}),
+        ];
+        for claims in shapes {
+            let json = claims.to_string();
+            let e = claims_entry("t", &json);
+            let tree = Value::Object(e.claims.clone());
+            let floor = floor(&tree);
+            assert!(
+                e.cost >= floor,
+                "cost {} < {} held for claims of {} JSON bytes",
+                e.cost,
+                floor,
+                json.len()
+            );
+            assert!(
+                e.cost <= 4 * floor + 4096,
+                "cost {} ≫ {floor}: wildly high",
+                e.cost
+            );
+        }
+    }
+
+    /// A Keycloak-like token (bench/bench_tokens.rs) costs about what was measured against RSS
+    /// with mimalloc (~4.4 KiB per entry): honest, not so high that the cache holds few tokens.
+    #[test]
+    fn a_keycloak_like_entry_costs_about_what_rss_measured() {
+        let claims = serde_json::json!({
+            "iss": "https://sso.example.org/realms/r", "aud": "web", "azp": "web",
+            "sub": "f3c1a9e2-bench-user-00000001", "jti": "0000000000000001",
+            "iat": 1_800_000_000, "exp": 1_800_000_300,
+            "typ": "Bearer", "session_state": "s-000000000001",
+            "email": "user1@example.org", "email_verified": true,
+            "name": "Bench User", "preferred_username": "user1",
+            "realm_access": {"roles": ["viewer", "offline_access", "uma_authorization"]},
+            "scope": "openid email profile",
+        });
+        let e = claims_entry(&"t".repeat(620), &claims.to_string());
+        assert!((2_500..=6_000).contains(&e.cost), "{}", e.cost);
     }
 
     #[test]

@@ -140,7 +140,7 @@ pub async fn decide_with(
             if let (Some(_), Some(m)) = (cache, metrics) {
                 m.token_cache_miss.inc();
             }
-            match verify_fresh(snap, raw, rule_name, now).await {
+            match verify_fresh(snap, metrics, raw, rule_name, now).await {
                 Ok(e) => {
                     let e = Arc::new(e);
                     if let Some(c) = cache {
@@ -182,6 +182,7 @@ pub async fn decide_with(
 /// needs (claims, rendered headers) in a cache entry.
 async fn verify_fresh(
     snap: &Snapshot,
+    metrics: Option<&Metrics>,
     raw: &str,
     rule_name: &str,
     now: i64,
@@ -207,6 +208,17 @@ async fn verify_fresh(
         match verify::verify(&client.cfg, &state, available, &jwt, now) {
             Ok(()) => break state.generation,
             Err(Failure::Deny(d)) => return Err(deny(d, Some(rule_name), Some(name), true)),
+            Err(Failure::KidRequired) => {
+                if let Some(m) = metrics {
+                    m.kidless_refused(&ks.id);
+                }
+                return Err(deny(
+                    Deny::new(Reason::UnknownKey, verify::KID_REQUIRED),
+                    Some(rule_name),
+                    Some(name),
+                    true,
+                ));
+            }
             Err(Failure::UnknownKid { generation }) => {
                 drop(state);
                 let kid = jwt.header.kid.as_deref().unwrap_or_default();
@@ -256,12 +268,6 @@ async fn verify_fresh(
         let ttl = i64::try_from(intro.config().cache_ttl.as_secs()).unwrap_or(0);
         expires_at = expires_at.min(now.saturating_add(ttl));
     }
-    let claims_len = jwt
-        .signing_input
-        .len()
-        .saturating_sub(jwt.signing_input.find('.').unwrap_or(0))
-        * 3
-        / 4;
     let roles = policy::token_roles(&jwt.claims, &client.cfg.roles);
     Ok(Entry::new(
         raw,
@@ -273,7 +279,6 @@ async fn verify_fresh(
         headers,
         subject,
         roles,
-        claims_len,
     ))
 }
 
@@ -414,8 +419,6 @@ async fn verify_opaque(
         headers,
         subject,
         policy::token_roles(claims, &client.cfg.roles),
-        // once per introspection answer (a network round trip), so the exact size is affordable
-        serde_json::to_string(claims).map_or(raw.len() * 2, |j| j.len()),
     ))
 }
 

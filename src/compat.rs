@@ -736,7 +736,8 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::jwks::{Alg, KeySource};
+    use crate::jwks::KeySource;
+    use crate::keys::Alg;
     use crate::token::TokenSource;
 
     const ISS: &str = "https://sso.example.org/auth/realms/standard";

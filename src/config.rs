@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::jwks::{Alg, KeySource};
+use crate::jwks::KeySource;
+use crate::keys::Alg;
 use crate::policy::{AuthMode, Condition, HostMatcher, PathMatcher, Rule};
 use crate::token::TokenSource;
 

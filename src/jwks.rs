@@ -16,102 +16,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
-use base64::Engine as _;
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::config::{JwksSettings, check_fetch_url};
+// The pure key types moved to `crate::keys` (issue 12); re-exported so existing
+// `jwks::Alg` / `jwks::parse_jwks` paths keep compiling.
+use crate::keys::JwksError;
+pub use crate::keys::{Alg, Key, KeyType, parse_jwk, parse_jwks, parse_max_age};
 use crate::metrics::Metrics;
-
-/// Signature algorithms we verify. HMAC is deliberately absent (public keys only).
-#[allow(clippy::upper_case_acronyms)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Alg {
-    RS256,
-    RS384,
-    RS512,
-    PS256,
-    PS384,
-    PS512,
-    ES256,
-    ES384,
-    EdDSA,
-}
-
-/// JWK key types we can use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyType {
-    Rsa,
-    P256,
-    P384,
-    Ed25519,
-}
-
-impl Alg {
-    pub const ALL: [Alg; 9] = [
-        Alg::RS256,
-        Alg::RS384,
-        Alg::RS512,
-        Alg::PS256,
-        Alg::PS384,
-        Alg::PS512,
-        Alg::ES256,
-        Alg::ES384,
-        Alg::EdDSA,
-    ];
-
-    /// Exact, case-sensitive names (RFC 7518): `none`, `None`, `rs256` are not algorithms here.
-    pub fn parse(s: &str) -> Option<Alg> {
-        Alg::ALL.into_iter().find(|a| a.name() == s)
-    }
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Alg::RS256 => "RS256",
-            Alg::RS384 => "RS384",
-            Alg::RS512 => "RS512",
-            Alg::PS256 => "PS256",
-            Alg::PS384 => "PS384",
-            Alg::PS512 => "PS512",
-            Alg::ES256 => "ES256",
-            Alg::ES384 => "ES384",
-            Alg::EdDSA => "EdDSA",
-        }
-    }
-
-    pub const fn key_type(self) -> KeyType {
-        match self {
-            Alg::RS256 | Alg::RS384 | Alg::RS512 | Alg::PS256 | Alg::PS384 | Alg::PS512 => {
-                KeyType::Rsa
-            }
-            Alg::ES256 => KeyType::P256,
-            Alg::ES384 => KeyType::P384,
-            Alg::EdDSA => KeyType::Ed25519,
-        }
-    }
-
-    fn verification(self) -> &'static dyn VerificationAlgorithm {
-        match self {
-            Alg::RS256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-            Alg::RS384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-            Alg::RS512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-            Alg::PS256 => &sig::RSA_PSS_2048_8192_SHA256,
-            Alg::PS384 => &sig::RSA_PSS_2048_8192_SHA384,
-            Alg::PS512 => &sig::RSA_PSS_2048_8192_SHA512,
-            // JWS uses the fixed-width r||s encoding (RFC 7518 §3.4), never DER.
-            Alg::ES256 => &sig::ECDSA_P256_SHA256_FIXED,
-            Alg::ES384 => &sig::ECDSA_P384_SHA384_FIXED,
-            Alg::EdDSA => &sig::ED25519,
-        }
-    }
-}
-
-impl fmt::Display for Alg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Where a client's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -133,43 +46,6 @@ impl KeySource {
             KeySource::Uri(u) => u.clone(),
             KeySource::File(p) => format!("file:{}", p.display()),
         }
-    }
-}
-
-/// One usable public key with its verifiers built for each algorithm it may be used with.
-pub struct Key {
-    pub kid: Option<String>,
-    pub key_type: KeyType,
-    /// The JWK's own `alg`, when it named one.
-    pub alg: Option<Alg>,
-    verifiers: Vec<(Alg, ParsedPublicKey)>,
-    /// Public key bytes, to tell whether a refetch changed anything.
-    material: Vec<u8>,
-}
-
-impl fmt::Debug for Key {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Key")
-            .field("kid", &self.kid)
-            .field("key_type", &self.key_type)
-            .field("alg", &self.alg)
-            .finish()
-    }
-}
-
-impl Key {
-    /// Is this key allowed to verify `alg` (key type, curve and the JWK's own `alg`)?
-    pub fn supports(&self, alg: Alg) -> bool {
-        self.verifiers.iter().any(|(a, _)| *a == alg)
-    }
-
-    /// Verify a signature with the pre-parsed key. `false` for a wrong signature or an
-    /// algorithm this key may not be used with.
-    pub fn verify(&self, alg: Alg, message: &[u8], signature: &[u8]) -> bool {
-        self.verifiers
-            .iter()
-            .find(|(a, _)| *a == alg)
-            .is_some_and(|(_, k)| k.verify_sig(message, signature).is_ok())
     }
 }
 
@@ -220,6 +96,12 @@ pub enum FetchError {
     IssuerMismatch { found: String },
     #[error("{0}")]
     Keys(String),
+}
+
+impl From<JwksError> for FetchError {
+    fn from(e: JwksError) -> Self {
+        FetchError::Keys(e.to_string())
+    }
 }
 
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -573,230 +455,6 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
-/// `Cache-Control: max-age=N` (the first one).
-pub fn parse_max_age(v: &str) -> Option<Duration> {
-    v.split(',').find_map(|d| {
-        let (k, val) = d.trim().split_once('=')?;
-        if k.trim().eq_ignore_ascii_case("max-age") {
-            val.trim()
-                .trim_matches('"')
-                .parse::<u64>()
-                .ok()
-                .map(Duration::from_secs)
-        } else {
-            None
-        }
-    })
-}
-
-/// Parse a JWKS document; skip (with a warning) every key we cannot or must not use.
-/// A document with no usable key at all is an error (the last good keys are kept).
-pub fn parse_jwks(bytes: &[u8], key_set: &str) -> Result<Vec<Key>, FetchError> {
-    let doc = crate::token::strict_object(bytes)
-        .map_err(|e| FetchError::Keys(format!("JWKS is not a JSON object: {e}")))?;
-    let Some(Value::Array(items)) = doc.get("keys") else {
-        return Err(FetchError::Keys("JWKS has no `keys` array".into()));
-    };
-    let mut keys: Vec<Key> = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        match parse_jwk(item) {
-            Ok(k) => {
-                if k.kid.is_some() && keys.iter().any(|o| o.kid == k.kid) {
-                    tracing::warn!(key_set, index = i, kid = ?k.kid, "duplicate kid in JWKS; keeping the first");
-                    continue;
-                }
-                keys.push(k);
-            }
-            Err(why) => tracing::warn!(key_set, index = i, reason = why, "skipping unusable JWK"),
-        }
-    }
-    if keys.is_empty() {
-        return Err(FetchError::Keys("JWKS has no usable signing key".into()));
-    }
-    Ok(keys)
-}
-
-fn b64_field(obj: &serde_json::Map<String, Value>, name: &str) -> Result<Vec<u8>, &'static str> {
-    let s = obj
-        .get(name)
-        .and_then(Value::as_str)
-        .ok_or("a required member is missing")?;
-    // Tolerate padding in key material (some IdPs pad); the alphabet must be base64url.
-    base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s.trim_end_matches('='))
-        .map_err(|_| "a member is not base64url")
-}
-
-/// One JWK → a usable key, or why not.
-pub fn parse_jwk(v: &Value) -> Result<Key, &'static str> {
-    let obj = v.as_object().ok_or("not a JSON object")?;
-    let text = |n: &str| obj.get(n).and_then(Value::as_str);
-    if let Some(u) = obj.get("use")
-        && u.as_str() != Some("sig")
-    {
-        return Err("use is not sig");
-    }
-    if let Some(ops) = obj.get("key_ops") {
-        let ok = ops
-            .as_array()
-            .is_some_and(|a| a.iter().any(|o| o.as_str() == Some("verify")));
-        if !ok {
-            return Err("key_ops does not include verify");
-        }
-    }
-    let kid = match obj.get("kid") {
-        None => None,
-        Some(Value::String(s)) => Some(s.clone()),
-        Some(_) => return Err("kid is not a string"),
-    };
-    let jwk_alg = match obj.get("alg") {
-        None => None,
-        Some(Value::String(s)) => {
-            Some(Alg::parse(s).ok_or("alg is not a supported signature algorithm")?)
-        }
-        Some(_) => return Err("alg is not a string"),
-    };
-    let (key_type, material) = match text("kty") {
-        Some("RSA") => {
-            let n = b64_field(obj, "n")?;
-            let e = b64_field(obj, "e")?;
-            let n = strip_leading_zeros(&n);
-            let e = strip_leading_zeros(&e);
-            let bits = n.len() * 8 - n.first().map_or(8, |b| b.leading_zeros() as usize);
-            if bits < 2048 {
-                return Err("RSA modulus shorter than 2048 bits");
-            }
-            if bits > 8192 {
-                return Err("RSA modulus longer than 8192 bits");
-            }
-            if e.is_empty() {
-                return Err("RSA exponent is zero");
-            }
-            if has_roca_fingerprint(n) {
-                return Err(
-                    "RSA key has the ROCA fingerprint (CVE-2017-15361): its factors are recoverable",
-                );
-            }
-            (KeyType::Rsa, rsa_public_key_der(n, e))
-        }
-        Some("EC") => {
-            let (kt, len) = match text("crv") {
-                Some("P-256") => (KeyType::P256, 32),
-                Some("P-384") => (KeyType::P384, 48),
-                _ => return Err("unsupported EC curve"),
-            };
-            let x = b64_field(obj, "x")?;
-            let y = b64_field(obj, "y")?;
-            if x.len() != len || y.len() != len {
-                return Err("EC coordinates have the wrong length");
-            }
-            let mut point = Vec::with_capacity(1 + 2 * len);
-            point.push(4);
-            point.extend_from_slice(&x);
-            point.extend_from_slice(&y);
-            (kt, point)
-        }
-        Some("OKP") => {
-            if text("crv") != Some("Ed25519") {
-                return Err("unsupported OKP curve");
-            }
-            let x = b64_field(obj, "x")?;
-            if x.len() != 32 {
-                return Err("Ed25519 key has the wrong length");
-            }
-            (KeyType::Ed25519, x)
-        }
-        Some("oct") => return Err("symmetric (oct) keys are never used"),
-        _ => return Err("unknown kty"),
-    };
-    if let Some(a) = jwk_alg
-        && a.key_type() != key_type
-    {
-        return Err("alg does not fit the key type");
-    }
-    let mut verifiers = Vec::new();
-    for alg in Alg::ALL {
-        if alg.key_type() != key_type || jwk_alg.is_some_and(|a| a != alg) {
-            continue;
-        }
-        let parsed = ParsedPublicKey::new(alg.verification(), &material)
-            .map_err(|_| "the key material is invalid")?;
-        verifiers.push((alg, parsed));
-    }
-    Ok(Key {
-        kid,
-        key_type,
-        alg: jwk_alg,
-        verifiers,
-        material,
-    })
-}
-
-/// ROCA (CVE-2017-15361): keys from the affected Infineon library have primes
-/// `p = k·M + (65537^a mod M)`, `M` a primorial, so for every small prime `r` dividing `M`,
-/// `p mod r` — and hence `n mod r` — lies in the subgroup generated by 65537 mod `r`. A modulus
-/// passing that test for all the primes below is (with negligible error) such a key.
-fn has_roca_fingerprint(n: &[u8]) -> bool {
-    const PRIMES: [u32; 38] = [
-        3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71, 73, 79, 83, 89,
-        97, 101, 103, 107, 109, 113, 127, 131, 137, 139, 149, 151, 157, 163, 167,
-    ];
-    PRIMES.iter().all(|&r| {
-        let rem = n
-            .iter()
-            .fold(0u32, |acc, &b| (acc * 256 + u32::from(b)) % r);
-        // walk the cyclic subgroup <65537 mod r>
-        let g = 65537 % r;
-        let mut x = 1 % r;
-        loop {
-            if x == rem {
-                return true;
-            }
-            x = (x * g) % r;
-            if x == 1 % r {
-                return false;
-            }
-        }
-    })
-}
-
-fn strip_leading_zeros(b: &[u8]) -> &[u8] {
-    let n = b.iter().take_while(|&&x| x == 0).count();
-    &b[n..]
-}
-
-/// DER `RSAPublicKey ::= SEQUENCE { modulus INTEGER, publicExponent INTEGER }` (PKCS#1).
-fn rsa_public_key_der(n: &[u8], e: &[u8]) -> Vec<u8> {
-    fn integer(out: &mut Vec<u8>, v: &[u8]) {
-        let pad = v.first().is_some_and(|b| b & 0x80 != 0);
-        out.push(0x02);
-        der_len(out, v.len() + usize::from(pad));
-        if pad {
-            out.push(0);
-        }
-        out.extend_from_slice(v);
-    }
-    let mut body = Vec::with_capacity(n.len() + e.len() + 16);
-    integer(&mut body, n);
-    integer(&mut body, e);
-    let mut out = Vec::with_capacity(body.len() + 4);
-    out.push(0x30);
-    der_len(&mut out, body.len());
-    out.extend_from_slice(&body);
-    out
-}
-
-fn der_len(out: &mut Vec<u8>, len: usize) {
-    if len < 0x80 {
-        out.push(len as u8);
-    } else {
-        let bytes = len.to_be_bytes();
-        let skip = bytes.iter().take_while(|&&b| b == 0).count();
-        out.push(0x80 | (bytes.len() - skip) as u8);
-        out.extend_from_slice(&bytes[skip..]);
-    }
-}
-
 /// All key sets of the running process, keyed by source, kept across config reloads so that a
 /// reload does not refetch (or forget) keys that did not change.
 pub struct KeyRegistry {
@@ -913,89 +571,6 @@ fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, Str
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn der_lengths() {
-        let mut v = Vec::new();
-        der_len(&mut v, 0x7f);
-        assert_eq!(v, [0x7f]);
-        v.clear();
-        der_len(&mut v, 0x80);
-        assert_eq!(v, [0x81, 0x80]);
-        v.clear();
-        der_len(&mut v, 0x1234);
-        assert_eq!(v, [0x82, 0x12, 0x34]);
-    }
-
-    #[test]
-    fn unusable_keys_are_skipped() {
-        let b = |n: usize| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(vec![0xffu8; n]);
-        let cases = [
-            json!({"kty": "oct", "k": "c2VjcmV0"}),
-            json!({"kty": "RSA", "use": "enc", "n": b(256), "e": "AQAB"}),
-            json!({"kty": "RSA", "n": b(128), "e": "AQAB"}),
-            json!({"kty": "EC", "crv": "P-521", "x": b(66), "y": b(66)}),
-            json!({"kty": "EC", "crv": "secp256k1", "x": b(32), "y": b(32)}),
-            json!({"kty": "OKP", "crv": "X25519", "x": b(32)}),
-            json!({"kty": "XYZ"}),
-            json!({"kty": "RSA", "alg": "HS256", "n": b(256), "e": "AQAB"}),
-            json!({"kty": "RSA", "alg": "ES256", "n": b(256), "e": "AQAB"}),
-            json!({"kty": "RSA", "key_ops": ["encrypt"], "n": b(256), "e": "AQAB"}),
-            json!("not an object"),
-        ];
-        for c in &cases {
-            assert!(parse_jwk(c).is_err(), "{c}");
-        }
-        let doc = json!({"keys": cases}).to_string();
-        assert!(
-            parse_jwks(doc.as_bytes(), "t").is_err(),
-            "no usable key is an error"
-        );
-        assert!(parse_jwks(b"{\"keys\": 1}", "t").is_err());
-        assert!(parse_jwks(b"[]", "t").is_err());
-    }
-
-    #[test]
-    fn roca_fingerprint() {
-        // Ordinary generated keys never carry it.
-        for kid in ["a", "b", "c", "d"] {
-            let k = crate::testkit::TestKey::generate(Alg::RS256, kid);
-            let jwk = k.jwk(false);
-            let n = base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(jwk["n"].as_str().unwrap())
-                .unwrap();
-            assert!(!has_roca_fingerprint(&n));
-        }
-        // 65537^k itself (k = 1, 2, 3) is in the subgroup modulo every prime.
-        for k in 1..=3u32 {
-            let mut v: Vec<u8> = vec![1];
-            for _ in 0..k {
-                // v *= 65537 (big-endian bytes)
-                let mut carry = 0u64;
-                for b in v.iter_mut().rev() {
-                    let t = u64::from(*b) * 65537 + carry;
-                    *b = (t & 0xff) as u8;
-                    carry = t >> 8;
-                }
-                while carry > 0 {
-                    v.insert(0, (carry & 0xff) as u8);
-                    carry >>= 8;
-                }
-            }
-            assert!(has_roca_fingerprint(&v), "65537^{k}");
-        }
-    }
-
-    #[test]
-    fn max_age() {
-        assert_eq!(
-            parse_max_age("public, max-age=600"),
-            Some(Duration::from_secs(600))
-        );
-        assert_eq!(parse_max_age("no-store"), None);
-        assert_eq!(parse_max_age("max-age=abc"), None);
-    }
 
     /// Timing with tokio's paused clock: max_stale, the refetch cooldown, backoff and max-age.
     #[tokio::test(start_paused = true)]
@@ -1060,13 +635,5 @@ mod tests {
             ks.next_delay(&Ok(Some(Duration::from_secs(10_000_000))), 0),
             MAX_CACHE_CONTROL_AGE
         );
-    }
-
-    #[test]
-    fn alg_names_are_exact() {
-        assert_eq!(Alg::parse("RS256"), Some(Alg::RS256));
-        for bad in ["none", "None", "NONE", "rs256", "HS256", "", "RS256 "] {
-            assert_eq!(Alg::parse(bad), None, "{bad}");
-        }
     }
 }

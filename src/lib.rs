@@ -6,6 +6,7 @@
 //! - [`config`]   YAML schema → validated, compiled [`config::Config`]; errors name the field
 //! - [`compat`]   flask-jwt-oidc compatibility: `JWT_OIDC_*` environment → equivalent config YAML
 //! - [`token`]    find the token in the request; split / base64url / strict JSON
+//! - [`keys`]     pure key material: `Alg`, JWK / JWKS parsing, a parsed `Key` that verifies
 //! - [`jwks`]     key sets: discovery, fetch, refresh, unknown-kid refetch (the only HTTP client)
 //! - [`snapshot`] one config generation with its shared key sets, swapped atomically
 //! - [`verify`]   route token → client; header, signature and claim checks
@@ -37,6 +38,7 @@ pub mod decision;
 pub mod explain;
 pub mod introspect;
 pub mod jwks;
+pub mod keys;
 pub mod lint;
 pub mod metrics;
 pub mod policy;

@@ -29,6 +29,7 @@ pub struct Metrics {
     jwks_keys: IntGaugeVec,
     jwks_last_success: IntGaugeVec,
     jwks_unknown_kid: IntCounterVec,
+    kidless_refused: IntCounterVec,
     jwks_age: GaugeVec,
     pub token_cache_hit: IntCounter,
     pub token_cache_miss: IntCounter,
@@ -98,6 +99,13 @@ impl Metrics {
             ),
             &["key_set"],
         )?;
+        let kidless_refused = IntCounterVec::new(
+            opts(
+                "kidless_refused_total",
+                "Tokens without kid refused unverified: the key set has too many keys for their alg.",
+            ),
+            &["key_set"],
+        )?;
         let jwks_age = GaugeVec::new(
             opts(
                 "jwks_age_seconds",
@@ -130,6 +138,7 @@ impl Metrics {
         registry.register(Box::new(jwks_keys.clone()))?;
         registry.register(Box::new(jwks_last_success.clone()))?;
         registry.register(Box::new(jwks_unknown_kid.clone()))?;
+        registry.register(Box::new(kidless_refused.clone()))?;
         registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
@@ -148,6 +157,7 @@ impl Metrics {
             jwks_keys,
             jwks_last_success,
             jwks_unknown_kid,
+            kidless_refused,
             jwks_age,
             token_cache_hit: cache.with_label_values(&["hit"]),
             token_cache_miss: cache.with_label_values(&["miss"]),
@@ -222,6 +232,15 @@ impl Metrics {
         self.jwks_unknown_kid.with_label_values(&[key_set]).inc();
     }
 
+    /// A token without `kid` was refused unverified (too many keys for its alg).
+    pub fn kidless_refused(&self, key_set: &str) {
+        self.kidless_refused.with_label_values(&[key_set]).inc();
+    }
+
+    pub fn kidless_refused_count(&self, key_set: &str) -> u64 {
+        self.kidless_refused.with_label_values(&[key_set]).get()
+    }
+
     pub fn config_reload(&self, ok: bool) {
         self.config_reloads
             .with_label_values(&[if ok { "ok" } else { "error" }])
@@ -261,7 +280,10 @@ mod tests {
     fn registers_and_renders() {
         let m = Metrics::new();
         m.jwks_fetch("k", true);
+        m.kidless_refused("k");
+        assert_eq!(m.kidless_refused_count("k"), 1);
         let text = m.render();
+        assert!(text.contains("oidc_authz_kidless_refused_total{key_set=\"k\"} 1"));
         assert!(text.contains("oidc_authz_build_info{version="));
         assert!(text.contains("oidc_authz_jwks_fetches_total{key_set=\"k\",result=\"ok\"} 1"));
         assert!(text.contains("# TYPE oidc_authz_check_duration_seconds histogram"));

@@ -7,7 +7,7 @@
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 
-use crate::jwks::{Alg, parse_jwk};
+use crate::keys::{Alg, parse_jwk};
 
 #[derive(Debug, thiserror::Error)]
 #[error("crypto self-test failed: {0}")]

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 
-use crate::jwks::Alg;
+use crate::keys::Alg;
 
 enum Pair {
     Rsa(RsaKeyPair),
@@ -136,6 +136,17 @@ impl TestKey {
 /// A JWKS document with the given keys' public JWKs.
 pub fn jwks(keys: &[&TestKey]) -> String {
     json!({"keys": keys.iter().map(|k| k.jwk(true)).collect::<Vec<_>>()}).to_string()
+}
+
+/// A loaded key state holding the given keys' public JWKs (for the pure verification functions).
+pub fn key_state(keys: &[&TestKey]) -> crate::jwks::KeyState {
+    let parsed =
+        crate::keys::parse_jwks(jwks(keys).as_bytes(), "testkit").expect("test keys parse");
+    crate::jwks::KeyState {
+        keys: parsed.into(),
+        generation: 1,
+        ..Default::default()
+    }
 }
 
 /// Unix seconds now.

@@ -16,7 +16,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::*;
 use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use oidc_authz::decision::Reason;
-use oidc_authz::jwks::Alg;
+use oidc_authz::keys::Alg;
 use oidc_authz::testkit::{TestKey, claims, now};
 use oidc_authz::token::{self, Headers, TokenSource};
 use serde_json::{Value, json};
@@ -1504,4 +1504,190 @@ async fn claim_values_cannot_smuggle_headers_upstream() {
             assert!(!v.contains('\r') && !v.contains('\n'), "{what}: {v:?}");
         }
     }
+}
+
+/// Issue 11 finding 7: an IdP (or whoever controls its JWKS) publishes an Ed25519 key whose `x`
+/// is a small-order point. For such a key `R = identity, S = 0` — no private key — verifies for
+/// many messages (for the identity key, for all of them). The key must never load, so a forged
+/// token naming it is `unknown_key`, one without a `kid` is `invalid_signature` (only the real
+/// key is tried), and a real Ed25519 key published next to them keeps working.
+#[tokio::test]
+async fn ed25519_small_order_published_keys_never_load_so_forged_tokens_are_refused() {
+    let rsa = TestKey::generate(Alg::RS256, "rsa-1");
+    let ec = TestKey::generate(Alg::ES256, "ec-1");
+    let ed = TestKey::generate(Alg::EdDSA, "ed-1");
+    let idp = Idp::start(&[&rsa, &ec, &ed]).await;
+    let weak = [
+        (
+            "weak-identity",
+            "0100000000000000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            "weak-zero",
+            "0000000000000000000000000000000000000000000000000000000000000000",
+        ),
+        (
+            "weak-order2",
+            "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ),
+        (
+            "weak-order8",
+            "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        ),
+        (
+            "weak-noncanonical-identity",
+            "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        ),
+    ];
+    let mut doc: Value =
+        serde_json::from_str(&oidc_authz::testkit::jwks(&[&rsa, &ec, &ed])).unwrap();
+    for (kid, x) in weak {
+        doc["keys"].as_array_mut().unwrap().push(
+            json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "kid": kid, "x": b64(&hex(x))}),
+        );
+    }
+    *idp.state.jwks.lock().unwrap() = doc.to_string();
+    let yaml = CONFIG
+        .replace("ISS", &idp.issuer)
+        .replace("MIN_REFRESH", "30s")
+        .replace(
+            "algorithms: [RS256, ES256]",
+            "algorithms: [RS256, ES256, EdDSA]",
+        );
+    let server = start_server(&yaml).await;
+    wait_loaded(&server, "/realms/test").await;
+    let mut client = client(&server).await;
+    let call = |token: String| {
+        let b = bearer(&token);
+        request("GET", "api.example.org", "/api/x", &[("authorization", &b)])
+    };
+    let iss = idp.issuer.clone();
+    // The control: EdDSA is enabled and the real Ed25519 key verifies.
+    let good = ed.token(&claims(&iss, json!(AUD), json!({})));
+    let o = check(&mut client, call(good)).await;
+    assert!(o.allowed(), "a real EdDSA token: {o:?}");
+    // R = identity (0x01 00…00), S = 0.
+    let mut forged_sig = vec![0u8; 64];
+    forged_sig[0] = 1;
+    for (kid, _) in weak {
+        for i in 0..16 {
+            let body = claims(&iss, json!(AUD), json!({"jti": format!("{kid}-{i}")}));
+            let header = json!({"alg": "EdDSA", "kid": kid});
+            let token = forge(
+                header.to_string().as_bytes(),
+                body.to_string().as_bytes(),
+                &forged_sig,
+            );
+            let o = check(&mut client, call(token)).await;
+            assert_deny(&o, Reason::UnknownKey, &format!("forged with {kid} #{i}"));
+        }
+    }
+    // Without a kid the forged token is tried against the set's Ed25519 keys: only ed-1.
+    for i in 0..16 {
+        let body = claims(&iss, json!(AUD), json!({"jti": format!("kidless-{i}")}));
+        let token = forge(
+            json!({"alg": "EdDSA"}).to_string().as_bytes(),
+            body.to_string().as_bytes(),
+            &forged_sig,
+        );
+        let o = check(&mut client, call(token)).await;
+        assert_deny(
+            &o,
+            Reason::InvalidSignature,
+            &format!("kid-less forged #{i}"),
+        );
+    }
+    // And the reason: they never loaded.
+    {
+        let snap = server.state.snapshot();
+        let state = snap.clients[0].key_set.state();
+        assert_eq!(state.keys.len(), 3, "only rsa-1, ec-1 and ed-1 load");
+        for (kid, _) in weak {
+            assert!(state.find(kid).is_none(), "{kid} was loaded");
+        }
+    }
+}
+
+/// Issue 11 finding 6: a JWKS of thousands of keys (here 1,500 RSA JWKs, ~640 KiB) must not make
+/// one kid-less junk token cost a signature check per key. At most `MAX_KEYS_PER_SET` keys load;
+/// a token without `kid` is refused unverified (`unknown_key`, counted in
+/// `oidc_authz_kidless_refused_total`) when more than `verify::MAX_KIDLESS_KEYS` keys fit its
+/// alg, while tokens naming their kid are unaffected.
+#[tokio::test]
+async fn a_kidless_token_against_a_huge_key_set_is_refused_unverified_and_counted() {
+    use oidc_authz::keys::MAX_KEYS_PER_SET;
+    let rsa = TestKey::generate(Alg::RS256, "rsa-1");
+    let ec = TestKey::generate(Alg::ES256, "ec-1");
+    let idp = Idp::start(&[&rsa, &ec]).await;
+    let mut doc: Value = serde_json::from_str(&oidc_authz::testkit::jwks(&[&rsa, &ec])).unwrap();
+    // the same public key under 1,500 kids: cheap to make, the same verification cost each
+    let mut bulk = rsa.jwk(true);
+    for i in 0..1_500 {
+        bulk["kid"] = json!(format!("bulk-{i}"));
+        doc["keys"].as_array_mut().unwrap().push(bulk.clone());
+    }
+    *idp.state.jwks.lock().unwrap() = doc.to_string();
+    let yaml = CONFIG
+        .replace("ISS", &idp.issuer)
+        .replace("MIN_REFRESH", "30s");
+    let server = start_server(&yaml).await;
+    wait_loaded(&server, "/realms/test").await;
+    let mut client = client(&server).await;
+    let iss = idp.issuer.clone();
+    let call = |token: String| {
+        let b = bearer(&token);
+        request("GET", "api.example.org", "/api/x", &[("authorization", &b)])
+    };
+    let loaded = server.state.snapshot().clients[0]
+        .key_set
+        .state()
+        .keys
+        .len();
+    assert_eq!(loaded, MAX_KEYS_PER_SET, "the per-set cap");
+    let metrics = server.state.metrics.clone();
+    assert_eq!(metrics.kidless_refused_count(&iss), 0);
+    // junk signatures without kid: refused unverified
+    for i in 0..8u8 {
+        let body = claims(&iss, json!(AUD), json!({"jti": format!("junk-{i}")}));
+        let token = forge(
+            json!({"alg": "RS256"}).to_string().as_bytes(),
+            body.to_string().as_bytes(),
+            &[i; 256],
+        );
+        let o = check(&mut client, call(token)).await;
+        assert_deny(&o, Reason::UnknownKey, &format!("kid-less junk #{i}"));
+    }
+    assert_eq!(metrics.kidless_refused_count(&iss), 8);
+    // a genuine RS256 token without kid too: the key set has too many RSA keys to guess
+    let genuine = rsa.sign(
+        &json!({"alg": "RS256"}),
+        &claims(&iss, json!(AUD), json!({})),
+    );
+    assert_deny(
+        &check(&mut client, call(genuine)).await,
+        Reason::UnknownKey,
+        "kid-less genuine RS256",
+    );
+    assert_eq!(metrics.kidless_refused_count(&iss), 9);
+    // the set has one EC key: a kid-less ES256 token is still tried (and verifies)
+    let es = ec.sign(
+        &json!({"alg": "ES256"}),
+        &claims(&iss, json!(AUD), json!({})),
+    );
+    assert!(
+        check(&mut client, call(es)).await.allowed(),
+        "kid-less ES256"
+    );
+    // naming the kid works as before, for the first key and a bulk one
+    let named = rsa.token(&claims(&iss, json!(AUD), json!({})));
+    assert!(check(&mut client, call(named)).await.allowed(), "rsa-1");
+    let bulk_named = rsa.sign(
+        &json!({"alg": "RS256", "kid": "bulk-7"}),
+        &claims(&iss, json!(AUD), json!({})),
+    );
+    assert!(
+        check(&mut client, call(bulk_named)).await.allowed(),
+        "bulk-7"
+    );
+    assert_eq!(metrics.kidless_refused_count(&iss), 9);
 }

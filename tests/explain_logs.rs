@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use oidc_authz::jwks::Alg;
+use oidc_authz::keys::Alg;
 use oidc_authz::testkit::{TestKey, claims, jwks};
 use serde_json::json;
 

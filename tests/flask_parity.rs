@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use oidc_authz::compat;
 use oidc_authz::decision::Reason;
-use oidc_authz::jwks::Alg;
+use oidc_authz::keys::Alg;
 use oidc_authz::server::RunningServer;
 use oidc_authz::testkit::{TestKey, claims, now};
 use serde_json::{Value, json};

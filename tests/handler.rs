@@ -10,7 +10,7 @@ use envoy_types::ext_authz::v3::pb::Authorization;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
-use oidc_authz::jwks::Alg;
+use oidc_authz::keys::Alg;
 use oidc_authz::metrics::Metrics;
 use oidc_authz::service::AuthzService;
 use oidc_authz::state::ServerState;

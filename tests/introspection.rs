@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::*;
 use oidc_authz::decision::Reason;
-use oidc_authz::jwks::Alg;
+use oidc_authz::keys::Alg;
 use oidc_authz::service::AuthzService;
 use oidc_authz::testkit::{TestKey, claims, now};
 use serde_json::json;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use oidc_authz::decision::Reason;
-use oidc_authz::jwks::Alg;
+use oidc_authz::keys::Alg;
 use oidc_authz::metrics::Metrics;
 use oidc_authz::server::RunningServer;
 use oidc_authz::service::AuthzService;

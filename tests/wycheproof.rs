@@ -1,13 +1,13 @@
 //! Project Wycheproof vectors through the project's own verification functions.
 //!
 //! Raw signature files (RSA PKCS#1 v1.5, RSA-PSS, ECDSA P-256/P-384 in P1363 form, Ed25519): a JWK
-//! is built from each test group's public key, parsed with `jwks::parse_jwk`, and every vector is
+//! is built from each test group's public key, parsed with `keys::parse_jwk`, and every vector is
 //! checked with `Key::verify(alg, msg, sig)` — exactly what the Check path calls.
 //!
 //! JWS / JWK / JWE files: every compact token goes through `token::extract` (Authorization header,
 //! size cap, alphabet), the JOSE header and signature through `token::parse` (three segments,
 //! canonical unpadded base64url, strict JSON header), then `verify::check_header` and
-//! `verify::check_signature` against the group's key set parsed with `jwks::parse_jwks`. The
+//! `verify::check_signature` against the group's key set parsed with `keys::parse_jwks`. The
 //! payloads of these vectors are bytes such as "foo", not JWT claims (see the vectors' NOTICE),
 //! so the payload segment is only decoded with the same canonical base64url rule and the claim
 //! checks are not run: this is the signature-verification layer.
@@ -29,7 +29,8 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oidc_authz::config::{ClientConfig, DEFAULT_MAX_BYTES};
-use oidc_authz::jwks::{self, Alg, KeyState};
+use oidc_authz::jwks::KeyState;
+use oidc_authz::keys::{self, Alg};
 use oidc_authz::token::{self, Headers, Jwt, TokenSource};
 use oidc_authz::verify::{self, Failure};
 use serde_json::{Value, json};
@@ -120,7 +121,7 @@ fn deliberately_rejected(c: &Case<'_>) -> Option<&'static str> {
 /// outcome passes for these (like `acceptable`), and every run prints them. Keyed by file + tcId
 /// so nothing else can slip in.
 // Invalid vectors the project still accepts, by exact file + tcId, with the reason. Empty: the
-// ROCA keys (json_web_key tcId 7, json_web_crypto tcId 46) are rejected by jwks::parse_jwk since
+// ROCA keys (json_web_key tcId 7, json_web_crypto tcId 46) are rejected by keys::parse_jwk since
 // it checks the ROCA fingerprint.
 const KNOWN_GAPS: &[(&str, u64, &str)] = &[];
 
@@ -330,7 +331,7 @@ fn run_raw_file(dir: &std::path::Path, file: &str) -> Counts {
     for group in doc["testGroups"].as_array().unwrap() {
         let alg = raw_alg(file, group);
         let jwk = group_jwk(group);
-        let key = catch_unwind(AssertUnwindSafe(|| jwks::parse_jwk(&jwk)));
+        let key = catch_unwind(AssertUnwindSafe(|| keys::parse_jwk(&jwk)));
         for tc in group["tests"].as_array().unwrap() {
             let case = Case {
                 key: &jwk,
@@ -456,7 +457,7 @@ fn jose_verdict(token_text: &str, keys: &Value) -> Result<(), String> {
         signature: parsed.signature,
     };
     // 3. Keys as the project loads them.
-    let keys = jwks::parse_jwks(keys.to_string().as_bytes(), "wycheproof")
+    let keys = keys::parse_jwks(keys.to_string().as_bytes(), "wycheproof")
         .map_err(|e| format!("parse_jwks: {e}"))?;
     let state = KeyState {
         keys: Arc::from(keys),
@@ -468,6 +469,7 @@ fn jose_verdict(token_text: &str, keys: &Value) -> Result<(), String> {
     let fail = |f: Failure| match f {
         Failure::Deny(d) => format!("verify: {} ({})", d.reason, d.detail),
         Failure::UnknownKid { .. } => "verify: unknown kid".to_owned(),
+        Failure::KidRequired => "verify: kid required".to_owned(),
     };
     let alg = verify::check_header(&client, &jwt).map_err(fail)?;
     verify::check_signature(alg, &state, true, &jwt).map_err(fail)
@@ -535,4 +537,153 @@ fn the_jose_harness_accepts_a_good_token_and_rejects_a_tampered_one() {
     bad.push(if last == 'A' { 'Q' } else { 'A' });
     assert!(jose_verdict(&bad, &keys).is_err());
     assert!(jose_verdict(&good, &json!({"keys": []})).is_err());
+}
+
+// ------------------------------------------------------------------------------------------
+// Ed25519 public keys that must never load (issue 11 finding 7)
+
+/// Wycheproof-style vectors for Ed25519 *public keys* (the published files test signatures, not
+/// keys): every encoding of the eight small-order points — canonical, with the sign bit set on
+/// x = 0, and y + p — and other y ≥ p encodings. `(tcId, comment, pk)`, pk in hex as Wycheproof
+/// writes it; every one is `invalid`. With such a key, `R = identity, S = 0` verifies for many
+/// messages: a token could be forged with no private key.
+const ED25519_WEAK_KEYS: [(u32, &str, &str); 18] = [
+    (
+        1,
+        "small order 4: y = 0 (x = +sqrt(-1))",
+        "0000000000000000000000000000000000000000000000000000000000000000",
+    ),
+    (
+        2,
+        "small order 4: y = 0 (x = -sqrt(-1))",
+        "0000000000000000000000000000000000000000000000000000000000000080",
+    ),
+    (
+        3,
+        "order 1: the identity (0, 1)",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+    ),
+    (
+        4,
+        "order 2: (0, -1)",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        5,
+        "small order 8, x positive",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+    ),
+    (
+        6,
+        "small order 8, x negative",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac03fa",
+    ),
+    (
+        7,
+        "small order 8 (y = p - y8), x positive",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    ),
+    (
+        8,
+        "small order 8 (y = p - y8), x negative",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc85",
+    ),
+    (
+        9,
+        "non-canonical identity: x = 0 with the sign bit set",
+        "0100000000000000000000000000000000000000000000000000000000000080",
+    ),
+    (
+        10,
+        "non-canonical order 2: x = 0 with the sign bit set",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ),
+    (
+        11,
+        "non-canonical order 4: y = p (= 0)",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        12,
+        "non-canonical order 4: y = p (= 0), sign bit set",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ),
+    (
+        13,
+        "non-canonical identity: y = p + 1 (= 1)",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        14,
+        "non-canonical identity: y = p + 1 (= 1), sign bit set",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ),
+    (
+        15,
+        "non-canonical: y = p + 2",
+        "efffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        16,
+        "non-canonical: y = p + 18",
+        "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+    (
+        17,
+        "non-canonical: y = p + 18, sign bit set",
+        "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff",
+    ),
+    (
+        18,
+        "non-canonical: y = p + 9",
+        "f6ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    ),
+];
+
+fn ed25519_jwk(pk: &[u8]) -> Value {
+    json!({"kty": "OKP", "crv": "Ed25519", "use": "sig", "x": URL_SAFE_NO_PAD.encode(pk)})
+}
+
+#[test]
+fn ed25519_small_order_and_non_canonical_public_keys_are_refused_by_parse_jwk() {
+    // The harness: a real key still parses (so a refusal below is about the key, not the JWK).
+    let real = oidc_authz::testkit::TestKey::generate(Alg::EdDSA, "real");
+    assert!(
+        keys::parse_jwk(&real.jwk(false)).is_ok(),
+        "a generated key loads"
+    );
+    let mut ids = std::collections::HashSet::new();
+    for (tc_id, comment, pk) in ED25519_WEAK_KEYS {
+        assert!(ids.insert(tc_id), "tcId {tc_id} twice");
+        let pk = hex(pk);
+        assert_eq!(pk.len(), 32, "tcId {tc_id}");
+        match keys::parse_jwk(&ed25519_jwk(&pk)) {
+            Ok(_) => panic!("tcId {tc_id} ({comment}): a weak Ed25519 key was loaded"),
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    keys::KeyError::Ed25519SmallOrder | keys::KeyError::Ed25519NonCanonical
+                ),
+                "tcId {tc_id} ({comment}): refused for the wrong reason: {e}"
+            ),
+        }
+        // The same key naming its own `alg`.
+        let mut jwk = ed25519_jwk(&pk);
+        jwk["alg"] = json!("EdDSA");
+        assert!(keys::parse_jwk(&jwk).is_err(), "tcId {tc_id} with alg");
+    }
+    // A key set made only of them has no usable key; next to a real key only the real one loads.
+    let only_weak: Vec<Value> = ED25519_WEAK_KEYS
+        .iter()
+        .map(|(_, _, pk)| ed25519_jwk(&hex(pk)))
+        .collect();
+    assert_eq!(
+        keys::parse_jwks(json!({ "keys": only_weak }).to_string().as_bytes(), "t").err(),
+        Some(keys::JwksError::NoUsableKey)
+    );
+    let mut mixed = only_weak;
+    mixed.push(real.jwk(false));
+    let loaded = keys::parse_jwks(json!({ "keys": mixed }).to_string().as_bytes(), "t").unwrap();
+    assert_eq!(loaded.len(), 1);
+    assert_eq!(loaded[0].kid.as_deref(), Some("real"));
 }
