@@ -826,6 +826,18 @@ mod tests {
             f.check(&"!".repeat(MAX_PROOF_BYTES + 1)),
             Err(BindingError::ProofTooLarge)
         );
+        // the cap comes before the header checks too (a comma-joined pair over the cap)
+        let joined = format!(
+            "{},{}",
+            "a".repeat(MAX_PROOF_BYTES / 2),
+            "a".repeat(MAX_PROOF_BYTES / 2)
+        );
+        assert_eq!(f.check(&joined), Err(BindingError::ProofTooLarge));
+        // and parse() caps on its own (the fuzz target calls it directly)
+        assert_eq!(
+            parse(&"a".repeat(MAX_PROOF_BYTES + 1)).unwrap_err(),
+            BindingError::ProofTooLarge
+        );
         assert_eq!(
             f.check(&"!".repeat(MAX_PROOF_BYTES)),
             Err(BindingError::ProofMalformed)
