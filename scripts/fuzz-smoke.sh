@@ -7,7 +7,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 secs="${FUZZ_SECONDS:-60}"
-targets=(token_parse auth_header path_normalize config_parse)
+targets=(token_parse auth_header path_normalize config_parse dpop_proof)
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
   echo "fuzz: no nightly toolchain — running the corpora through the targets' functions on stable instead"

@@ -10,6 +10,7 @@
 //! - [`jwks`]     key sets: discovery, fetch, refresh, unknown-kid refetch (the only HTTP client)
 //! - [`snapshot`] one config generation with its shared key sets, swapped atomically
 //! - [`verify`]   route token → client; header, signature and claim checks
+//! - [`binding`]  sender-constrained tokens (pure): DPoP proofs, nonces, jti replay memory, mTLS `cnf`
 //! - [`introspect`] RFC 7662 introspection: revocation checks, opaque tokens (fail closed)
 //! - [`policy`]   path normalisation, rule matching, role / scope / claim conditions
 //! - [`lint`]     check-config warnings: shadowed rules, anonymous writes, unreachable clients
@@ -30,6 +31,7 @@
 
 pub mod admin;
 pub mod admin_grpc;
+pub mod binding;
 pub mod cache;
 pub mod check;
 pub mod compat;

@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 
 type Target = fn(&[u8]);
 
-const TARGETS: [(&str, Target); 4] = [
+const TARGETS: [(&str, Target); 5] = [
     ("token_parse", checks::token_parse),
     ("auth_header", checks::auth_header),
     ("path_normalize", checks::path_normalize),
     ("config_parse", checks::config_parse),
+    ("dpop_proof", checks::dpop_proof),
 ];
 
 /// Mutations per corpus file (deterministic; the seed is fixed).
@@ -173,4 +174,12 @@ fn the_invariants_reject_what_they_should() {
     // two Authorization headers are refused (the auth_header invariant relies on it)
     let r = std::panic::catch_unwind(|| checks::auth_header(b"Bearer a.b.c\n\nBearer a.b.c"));
     assert!(r.is_ok());
+    // a parsed DPoP proof re-encodes to itself; a padded one does not parse
+    let rfc9449 = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/dpop_proof/rfc9449_example"),
+    )
+    .unwrap();
+    checks::dpop_proof(rfc9449.as_bytes());
+    assert!(oidc_authz::binding::dpop::parse(&rfc9449).is_ok());
+    assert!(oidc_authz::binding::dpop::parse(&format!("{rfc9449}==")).is_err());
 }

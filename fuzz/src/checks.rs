@@ -5,6 +5,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use oidc_authz::binding::dpop::{self, DpopRequest, DpopSettings, MAX_PROOF_BYTES};
+use oidc_authz::binding::{NonceKey, ReplayMemory};
 use oidc_authz::config;
 use oidc_authz::policy;
 use oidc_authz::token::{self, Headers, TokenSource};
@@ -126,5 +128,69 @@ pub fn config_parse(data: &[u8]) {
             assert!(cfg.token.max_bytes > 0);
         }
         Err(errors) => assert!(!errors.to_string().is_empty()),
+    }
+}
+
+/// `binding::dpop::parse` and `verify` on one `DPoP` header value: a parsed proof is at most
+/// 8 KiB and re-encodes to exactly the input; a refused one is `ProofMalformed` /
+/// `ProofTooLarge` (too large exactly when over the cap); `verify` against a fixed request
+/// only ever answers `invalid_dpop_proof` or `use_dpop_nonce`; the thumbprint of any header
+/// `jwk` and the `htu` comparison never panic and are deterministic.
+pub fn dpop_proof(data: &[u8]) {
+    use oidc_authz::binding::BindingError;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    match dpop::parse(text) {
+        Ok(proof) => {
+            assert!(text.len() <= MAX_PROOF_BYTES);
+            let again = format!(
+                "{}.{}",
+                proof.signing_input,
+                URL_SAFE_NO_PAD.encode(&proof.signature)
+            );
+            assert_eq!(again, text, "a parsed proof has exactly one encoding");
+            if let Some(jwk) = proof.header.get("jwk").and_then(|v| v.as_object()) {
+                let t = dpop::jwk_thumbprint(jwk);
+                assert_eq!(t, dpop::jwk_thumbprint(jwk));
+            }
+            if let Some(htu) = proof.claims.get("htu").and_then(|v| v.as_str()) {
+                let m = dpop::htu_matches(htu, "https", "server.example.com", "/token");
+                assert_eq!(
+                    m,
+                    dpop::htu_matches(htu, "HTTPS", "SERVER.example.com:443", "/token?q")
+                );
+            }
+        }
+        Err(e) => {
+            assert!(matches!(
+                e,
+                BindingError::ProofMalformed | BindingError::ProofTooLarge
+            ));
+            assert_eq!(
+                e == BindingError::ProofTooLarge,
+                text.len() > MAX_PROOF_BYTES
+            );
+        }
+    }
+    let settings = DpopSettings {
+        nonce: NonceKey::new(&[7u8; 32], 60).ok(),
+        ..DpopSettings::default()
+    };
+    let req = DpopRequest {
+        proofs: &[text],
+        access_token: "Kz~8mXK1EalYznwH-LC-1fBAo.4Ljp~zsPE_NeO.gxU",
+        jkt: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I",
+        method: "POST",
+        scheme: "https",
+        authority: "server.example.com",
+        path: "/token",
+        now: 1_562_262_616,
+    };
+    if let Err(e) = dpop::verify(&req, &settings, &ReplayMemory::new(4, 1)) {
+        assert!(
+            matches!(e.reason_code(), "invalid_dpop_proof" | "use_dpop_nonce"),
+            "{e:?}"
+        );
     }
 }
