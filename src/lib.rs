@@ -6,7 +6,9 @@
 //! - [`config`]   YAML schema → validated, compiled [`config::Config`]; errors name the field
 //! - [`compat`]   flask-jwt-oidc compatibility: `JWT_OIDC_*` environment → equivalent config YAML
 //! - [`token`]    find the token in the request; split / base64url / strict JSON
-//! - [`jwks`]     key sets: discovery, fetch, refresh, unknown-kid refetch (the only HTTP client)
+//! - [`fetch`]    the only outbound HTTP client: URL rules, redaction, shared discovery cache
+//! - [`files`]    every config / key file read: regular files only, off the runtime, bounded
+//! - [`jwks`]     key sets: fetch, refresh, unknown-kid refetch (single-flight)
 //! - [`snapshot`] one config generation with its shared key sets, swapped atomically
 //! - [`verify`]   route token → client; header, signature and claim checks
 //! - [`introspect`] RFC 7662 introspection: revocation checks, opaque tokens (fail closed)
@@ -34,6 +36,8 @@ pub mod compat;
 pub mod config;
 pub mod decision;
 pub mod explain;
+pub mod fetch;
+pub mod files;
 pub mod introspect;
 pub mod jwks;
 pub mod metrics;
