@@ -241,9 +241,11 @@ impl Fetcher {
         // One deadline for connect, headers and body together: a peer trickling bytes cannot
         // hold a caller longer than `timeout`.
         let work = async {
+            // reqwest's message names the full URL (userinfo and query included): drop it, the
+            // error names the redacted one.
             let http_err = |e: reqwest::Error| FetchError::Http {
                 url: shown(),
-                message: error_chain(&e),
+                message: error_chain(&e.without_url()),
             };
             let mut resp = req.send().await.map_err(http_err)?;
             let status = resp.status().as_u16();
