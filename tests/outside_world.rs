@@ -191,7 +191,7 @@ fn a_backslash_url_is_refused_by_check_config() {
         ),
     ] {
         assert!(
-            text.contains(r"org\\@127"),
+            text.contains(r"\\@127"),
             "YAML escapes one backslash: {text}"
         );
         let errors = config::parse(&text).expect_err(field).0;
