@@ -8,47 +8,13 @@
 //! deny with `introspection_unavailable` (503): fail closed. The secret is never logged.
 
 use std::hash::BuildHasher;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use crate::config::check_fetch_url;
-
-/// A secret from the config: usable, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// A client's `introspection` settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IntrospectionConfig {
-    /// None: from the issuer's discovery document.
-    pub endpoint: Option<String>,
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Accept opaque (non-JWT) tokens for this client.
-    pub opaque: bool,
-    /// Also ask about verified JWTs (revocation).
-    pub check_jwts: bool,
-    pub cache_ttl: Duration,
-    pub timeout: Duration,
-}
+use crate::config::IntrospectionConfig;
+use crate::fetch::{self, Fetcher};
 
 /// What the endpoint said.
 #[derive(Debug)]
@@ -58,9 +24,18 @@ pub enum Answer {
     Inactive,
 }
 
+/// Why no answer was had (URLs in it are redacted; never the secret or the token).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("introspection: {0}")]
-pub struct IntrospectError(pub String);
+pub enum IntrospectError {
+    #[error("introspection: {0}")]
+    Fetch(#[from] fetch::FetchError),
+    #[error("introspection: the discovery document's introspection_endpoint: {0}")]
+    Endpoint(fetch::FetchError),
+    #[error("introspection: response is not a JSON object: {0}")]
+    NotJson(String),
+    #[error("introspection: response has no boolean `active`")]
+    NoActive,
+}
 
 struct Cached {
     token: Box<str>,
@@ -74,8 +49,7 @@ const MAX_BODY: usize = 256 * 1024;
 pub struct Introspector {
     cfg: IntrospectionConfig,
     issuer: String,
-    http: reqwest::Client,
-    endpoint: Mutex<Option<String>>,
+    fetcher: Arc<Fetcher>,
     cache: std::sync::RwLock<std::collections::HashMap<u64, Arc<Cached>>>,
     keys: std::collections::hash_map::RandomState,
 }
@@ -102,12 +76,11 @@ fn form_encode(s: &str) -> String {
 }
 
 impl Introspector {
-    pub fn new(cfg: IntrospectionConfig, issuer: &str, http: reqwest::Client) -> Self {
+    pub fn new(cfg: IntrospectionConfig, issuer: &str, fetcher: Arc<Fetcher>) -> Self {
         Introspector {
-            endpoint: Mutex::new(cfg.endpoint.clone()),
             cfg,
             issuer: issuer.to_owned(),
-            http,
+            fetcher,
             cache: std::sync::RwLock::new(std::collections::HashMap::new()),
             keys: std::collections::hash_map::RandomState::new(),
         }
@@ -171,62 +144,21 @@ impl Introspector {
         Ok(answer)
     }
 
-    async fn endpoint(&self) -> Result<String, IntrospectError> {
-        if let Some(e) = self
-            .endpoint
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-        {
-            return Ok(e);
+    /// The configured endpoint, or the one from the issuer's discovery document (cached by the
+    /// shared [`Fetcher`]). Either way parsed by [`fetch::validate_url`] and this parsed URL is
+    /// the one the client credentials are sent to: never over plain http to a non-loopback host.
+    async fn endpoint(&self) -> Result<reqwest::Url, IntrospectError> {
+        if let Some(e) = &self.cfg.endpoint {
+            return Ok(fetch::validate_url(e)?);
         }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.issuer.trim_end_matches('/')
-        );
-        let body = self.send(self.http.get(&url)).await?;
-        let doc = crate::token::strict_object(&body)
-            .map_err(|e| IntrospectError(format!("discovery document: {e}")))?;
-        if doc.get("issuer").and_then(Value::as_str) != Some(self.issuer.as_str()) {
-            return Err(IntrospectError(
-                "discovery document issuer does not equal the configured issuer".into(),
-            ));
-        }
-        let ep = doc
-            .get("introspection_endpoint")
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                IntrospectError("the discovery document has no introspection_endpoint".into())
-            })?;
-        check_fetch_url(ep).map_err(|m| IntrospectError(format!("introspection_endpoint: {m}")))?;
-        *self
-            .endpoint
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(ep.to_owned());
-        Ok(ep.to_owned())
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, IntrospectError> {
-        let mut resp = req
-            .timeout(self.cfg.timeout)
-            .send()
-            .await
-            .map_err(|e| IntrospectError(format!("request failed: {e}")))?;
-        if resp.status().as_u16() != 200 {
-            return Err(IntrospectError(format!("HTTP {}", resp.status().as_u16())));
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = tokio::time::timeout(self.cfg.timeout, resp.chunk())
-            .await
-            .map_err(|_| IntrospectError("timed out reading the body".into()))?
-            .map_err(|e| IntrospectError(format!("reading the body: {e}")))?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(IntrospectError("response larger than 256 KiB".into()));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        let d = self
+            .fetcher
+            .discover(&self.issuer, self.cfg.timeout)
+            .await?;
+        d.introspection_endpoint.clone().map_err(|e| {
+            self.fetcher.forget_discovery(&self.issuer);
+            IntrospectError::Endpoint(e)
+        })
     }
 
     async fn ask(&self, token: &str) -> Result<Answer, IntrospectError> {
@@ -236,23 +168,17 @@ impl Introspector {
             form_encode(&self.cfg.client_id),
             form_encode(self.cfg.client_secret.expose())
         ));
-        let body = format!("token={}&token_type_hint=access_token", form_encode(token));
+        let form = format!("token={}&token_type_hint=access_token", form_encode(token));
         let resp = self
-            .send(
-                self.http
-                    .post(&endpoint)
-                    .header("authorization", format!("Basic {basic}"))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .header("accept", "application/json")
-                    .body(body),
-            )
+            .fetcher
+            .post_form(&endpoint, &basic, form, self.cfg.timeout, MAX_BODY)
             .await?;
-        let doc = crate::token::strict_object(&resp)
-            .map_err(|e| IntrospectError(format!("response is not a JSON object: {e}")))?;
+        let doc = crate::token::strict_object(&resp.body)
+            .map_err(|e| IntrospectError::NotJson(e.to_string()))?;
         match doc.get("active") {
             Some(Value::Bool(true)) => Ok(Answer::Active(doc)),
             Some(Value::Bool(false)) => Ok(Answer::Inactive),
-            _ => Err(IntrospectError("response has no boolean `active`".into())),
+            _ => Err(IntrospectError::NoActive),
         }
     }
 }
@@ -261,7 +187,7 @@ impl Introspector {
 mod tests {
     #[test]
     fn secrets_never_print() {
-        let s = super::Secret::new("hunter2".into());
+        let s = crate::config::Secret::new("hunter2".into());
         assert_eq!(format!("{s:?}"), "<redacted>");
         assert_eq!(super::form_encode("a b/c:d"), "a%20b%2Fc%3Ad");
     }

@@ -1,10 +1,12 @@
-//! Key sets (JWKS): discovery, fetch, parse, cache, background refresh, unknown-kid refetch.
+//! Key sets (JWKS): fetch (through [`crate::fetch`]), parse, cache, background refresh,
+//! unknown-kid refetch.
 //!
-//! The only module that makes outbound HTTP requests. A [`KeySet`] is shared by every client
-//! whose keys come from the same place (many SSO clients share one realm's keys). Readers get the
-//! current [`KeyState`] through an `ArcSwap` — no lock on the Check path. Keys are parsed and
-//! turned into ready verifiers once per fetch; unusable keys are skipped with a warning.
-//! Fetches are single-flight (one `tokio::sync::Mutex` per key set) and never more often than
+//! A [`KeySet`] is shared by every client whose keys come from the same place (many SSO clients
+//! share one realm's keys). Readers get the current [`KeyState`] through an `ArcSwap` — no lock
+//! on the Check path. Keys are parsed and turned into ready verifiers once per fetch; unusable
+//! keys are skipped with a warning. Fetches are single-flight (one `tokio::sync::Mutex` per key
+//! set): a Check that needs a refetch while one is in flight waits for that one (at most one
+//! `timeout`) and never starts another behind it; fetches never start more often than
 //! `min_refresh_interval`; a failed fetch keeps the last good keys.
 
 use std::collections::HashSet;
@@ -16,38 +18,17 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::{JwksSettings, check_fetch_url};
-// The pure key types moved to `crate::keys` (issue 12); re-exported so existing
+use crate::config::JwksSettings;
+/// Configuration type, defined in `config` (re-exported for existing users of this path).
+pub use crate::config::KeySource;
+use crate::fetch::{self, Fetcher};
+// The pure key types live in `crate::keys` (issue 12); re-exported so existing
 // `jwks::Alg` / `jwks::parse_jwks` paths keep compiling.
 use crate::keys::JwksError;
 pub use crate::keys::{Alg, Key, KeyType, parse_jwk, parse_jwks, parse_max_age};
 use crate::metrics::Metrics;
-
-/// Where a client's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum KeySource {
-    /// `{issuer}/.well-known/openid-configuration` → `jwks_uri`.
-    Discovery {
-        issuer: String,
-    },
-    Uri(String),
-    /// Static keys, read when the config is loaded.
-    File(PathBuf),
-}
-
-impl KeySource {
-    /// The key set's name in metrics and logs (bounded by config).
-    pub fn id(&self) -> String {
-        match self {
-            KeySource::Discovery { issuer } => issuer.clone(),
-            KeySource::Uri(u) => u.clone(),
-            KeySource::File(p) => format!("file:{}", p.display()),
-        }
-    }
-}
 
 /// A key set's keys at one moment. Replaced whole on every change (readers never lock).
 #[derive(Debug)]
@@ -83,17 +64,14 @@ impl KeyState {
     }
 }
 
-/// Why a fetch failed (kept in the state for `readyz` / logs; never contains secrets).
+/// Why a key set could not be (re)loaded (kept in the state for `readyz` / logs; URLs in it are
+/// redacted, so it never contains secrets).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
-    #[error("request to {url} failed: {message}")]
-    Http { url: String, message: String },
-    #[error("{url} answered HTTP {status}")]
-    Status { url: String, status: u16 },
-    #[error("{url}: {message}")]
-    Body { url: String, message: String },
-    #[error("discovery document issuer `{found}` does not equal the configured issuer")]
-    IssuerMismatch { found: String },
+    #[error(transparent)]
+    Fetch(#[from] fetch::FetchError),
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     #[error("{0}")]
     Keys(String),
 }
@@ -104,7 +82,6 @@ impl From<JwksError> for FetchError {
     }
 }
 
-const MAX_BODY_BYTES: usize = 1024 * 1024;
 const MAX_REMEMBERED_UNKNOWN_KIDS: usize = 4096;
 const MAX_CACHE_CONTROL_AGE: Duration = Duration::from_secs(24 * 3600);
 const NEVER: u64 = u64::MAX;
@@ -115,14 +92,17 @@ pub struct KeySet {
     source: KeySource,
     settings: ArcSwap<JwksSettings>,
     state: ArcSwap<KeyState>,
-    http: reqwest::Client,
+    /// None for `jwks_file` key sets, which never go to the network.
+    fetcher: Option<Arc<Fetcher>>,
     metrics: Arc<Metrics>,
     epoch: Instant,
     /// Milliseconds since `epoch` of the last fetch attempt (`NEVER` if none).
     last_attempt_ms: AtomicU64,
     fetch_lock: tokio::sync::Mutex<()>,
+    /// Counts finished fetches: how a Check waits for the fetch in flight instead of queueing
+    /// another behind it.
+    fetches_done: tokio::sync::watch::Sender<u64>,
     unknown_kids: Mutex<HashSet<String>>,
-    discovered_uri: Mutex<Option<String>>,
     loaded_tx: tokio::sync::watch::Sender<bool>,
 }
 
@@ -136,7 +116,7 @@ impl KeySet {
     fn new(
         source: KeySource,
         settings: JwksSettings,
-        http: reqwest::Client,
+        fetcher: Option<Arc<Fetcher>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         KeySet {
@@ -144,13 +124,13 @@ impl KeySet {
             source,
             settings: ArcSwap::from_pointee(settings),
             state: ArcSwap::from_pointee(KeyState::default()),
-            http,
+            fetcher,
             metrics,
             epoch: Instant::now(),
             last_attempt_ms: AtomicU64::new(NEVER),
             fetch_lock: tokio::sync::Mutex::new(()),
+            fetches_done: tokio::sync::watch::channel(0).0,
             unknown_kids: Mutex::new(HashSet::new()),
-            discovered_uri: Mutex::new(None),
             loaded_tx: tokio::sync::watch::channel(false).0,
         }
     }
@@ -160,7 +140,7 @@ impl KeySet {
         let ks = KeySet::new(
             KeySource::File(PathBuf::from(id)),
             JwksSettings::default(),
-            reqwest::Client::new(),
+            None,
             metrics,
         );
         let keys = parse_jwks(jwks, &ks.id)?;
@@ -213,9 +193,11 @@ impl KeySet {
         self.now_ms().saturating_sub(last) >= min
     }
 
-    /// A token named a kid we do not have. Refetch at most once per `min_refresh_interval`
-    /// (single-flight: concurrent callers wait for the same fetch). Returns true when the keys
-    /// may have changed since the caller looked, so the caller should look again.
+    /// A token named a kid we do not have. Refetch at most once per `min_refresh_interval`.
+    /// Single-flight: while a fetch is in flight (a refetch or the background refresh), callers
+    /// wait for that fetch — at most one `timeout` — and never start another one behind it, so a
+    /// stalling IdP costs each Check one timeout, not a place in a queue. Returns true when the
+    /// keys may have changed since the caller looked, so the caller should look again.
     pub async fn refetch_for_unknown_kid(&self, kid: &str, seen_generation: u64) -> bool {
         self.metrics.jwks_unknown_kid(&self.id);
         if matches!(self.source, KeySource::File(_)) {
@@ -224,12 +206,18 @@ impl KeySet {
         if self.state.load().generation != seen_generation {
             return true;
         }
-        if lock(&self.unknown_kids).contains(kid) || !self.cooldown_passed() {
+        if lock(&self.unknown_kids).contains(kid) {
             return false;
         }
-        let _guard = self.fetch_lock.lock().await;
+        // Subscribe before trying the lock: a fetch ending between the two is still seen.
+        let mut done = self.fetches_done.subscribe();
+        let Ok(_guard) = self.fetch_lock.try_lock() else {
+            let timeout = self.settings.load().timeout;
+            let _ = tokio::time::timeout(timeout, done.changed()).await;
+            return self.state.load().generation != seen_generation;
+        };
         if self.state.load().generation != seen_generation {
-            return true; // another request's fetch finished while we waited
+            return true; // a fetch finished between our look and the lock
         }
         if !self.cooldown_passed() {
             return false;
@@ -272,10 +260,12 @@ impl KeySet {
                 }));
             }
         }
-        result.map(|(keys, max_age)| {
+        let result = result.map(|(keys, max_age)| {
             self.install(keys);
             max_age
-        })
+        });
+        self.fetches_done.send_modify(|n| *n = n.wrapping_add(1));
+        result
     }
 
     fn install(&self, keys: Vec<Key>) {
@@ -304,115 +294,55 @@ impl KeySet {
     }
 
     async fn fetch_inner(&self) -> Result<(Vec<Key>, Option<Duration>), FetchError> {
-        let settings = self.settings.load_full();
-        let uri = match &self.source {
-            KeySource::Uri(u) => u.clone(),
-            KeySource::Discovery { issuer } => {
-                let cached = lock(&self.discovered_uri).clone();
-                match cached {
-                    Some(u) => u,
-                    None => {
-                        let u = self.discover(issuer, settings.timeout).await?;
-                        *lock(&self.discovered_uri) = Some(u.clone());
-                        u
-                    }
-                }
-            }
-            KeySource::File(p) => {
-                let bytes = std::fs::read(p)
-                    .map_err(|e| FetchError::Keys(format!("{}: {e}", p.display())))?;
+        let timeout = self.settings.load().timeout;
+        let fetcher = match (&self.source, &self.fetcher) {
+            (KeySource::File(p), _) => {
+                let bytes = crate::files::read(p, crate::files::READ_TIMEOUT).await?;
                 return Ok((parse_jwks(&bytes, &self.id)?, None));
             }
+            (_, Some(f)) => f,
+            (_, None) => {
+                return Err(FetchError::Keys(
+                    "no HTTP client for a remote key set".into(),
+                ));
+            }
         };
-        let (body, max_age) = match self.get(&uri, settings.timeout).await {
-            Err(FetchError::Status { status: 404, url }) => {
+        // One deadline for discovery and the key fetch together: what a waiting Check is
+        // bounded by (`refetch_for_unknown_kid`).
+        let work = async {
+            let (url, issuer) = match &self.source {
+                KeySource::Discovery { issuer } => {
+                    let d = fetcher.discover(issuer, timeout).await?;
+                    match &d.jwks_uri {
+                        Ok(u) => (u.clone(), Some(issuer)),
+                        Err(e) => {
+                            // Maybe fixed at the IdP by the next attempt: do not cache the error.
+                            fetcher.forget_discovery(issuer);
+                            return Err(FetchError::Fetch(e.clone()));
+                        }
+                    }
+                }
+                // Validated at load; parsed again here by the same parser, and this parsed URL
+                // is the one fetched.
+                KeySource::Uri(u) => (fetch::validate_url(u)?, None),
+                KeySource::File(_) => return Err(FetchError::Keys("not a remote key set".into())),
+            };
+            let resp = fetcher.get(&url, timeout, fetch::MAX_DOCUMENT_BYTES).await;
+            if let (Err(fetch::FetchError::Status { status: 404, .. }), Some(iss)) = (&resp, issuer)
+            {
                 // The IdP may have moved its keys: discover again next time.
-                *lock(&self.discovered_uri) = None;
-                return Err(FetchError::Status { status: 404, url });
+                fetcher.forget_discovery(iss);
             }
-            other => other?,
+            Ok::<_, FetchError>(resp?)
         };
-        Ok((parse_jwks(&body, &self.id)?, max_age))
-    }
-
-    async fn discover(&self, issuer: &str, timeout: Duration) -> Result<String, FetchError> {
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            issuer.trim_end_matches('/')
-        );
-        let (body, _) = self.get(&url, timeout).await?;
-        let doc = crate::token::strict_object(&body).map_err(|e| FetchError::Body {
-            url: url.clone(),
-            message: format!("not a JSON object: {e}"),
-        })?;
-        let found = doc.get("issuer").and_then(Value::as_str).unwrap_or("");
-        if found != issuer {
-            return Err(FetchError::IssuerMismatch {
-                found: found.chars().take(200).collect(),
-            });
-        }
-        let jwks_uri =
-            doc.get("jwks_uri")
-                .and_then(Value::as_str)
-                .ok_or_else(|| FetchError::Body {
-                    url: url.clone(),
-                    message: "no jwks_uri".into(),
-                })?;
-        check_fetch_url(jwks_uri).map_err(|m| FetchError::Body {
-            url,
-            message: format!("jwks_uri: {m}"),
-        })?;
-        Ok(jwks_uri.to_owned())
-    }
-
-    /// GET with a timeout, a body cap, and the Cache-Control max-age if any.
-    async fn get(
-        &self,
-        url: &str,
-        timeout: Duration,
-    ) -> Result<(Vec<u8>, Option<Duration>), FetchError> {
-        let http_err = |e: reqwest::Error| FetchError::Http {
-            url: url.to_owned(),
-            message: error_chain(&e),
-        };
-        let mut resp = self
-            .http
-            .get(url)
-            .header("accept", "application/json")
-            .timeout(timeout)
-            .send()
+        let resp = tokio::time::timeout(timeout, work)
             .await
-            .map_err(http_err)?;
-        let status = resp.status().as_u16();
-        if status != 200 {
-            return Err(FetchError::Status {
-                url: url.to_owned(),
-                status,
-            });
-        }
-        let max_age = resp
-            .headers()
-            .get("cache-control")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_max_age);
-        let mut body = Vec::new();
-        while let Some(chunk) = tokio::time::timeout(timeout, resp.chunk())
-            .await
-            .map_err(|_| FetchError::Http {
-                url: url.to_owned(),
-                message: "timed out reading the body".into(),
-            })?
-            .map_err(http_err)?
-        {
-            if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(FetchError::Body {
-                    url: url.to_owned(),
-                    message: "body larger than 1 MiB".into(),
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((body, max_age))
+            .map_err(|_| fetch::FetchError::Timeout {
+                url: self.id.clone(),
+                timeout,
+            })
+            .map_err(FetchError::Fetch)??;
+        Ok((parse_jwks(&resp.body, &self.id)?, resp.max_age))
     }
 
     /// How long to wait before the next background refresh after a fetch.
@@ -436,17 +366,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
-
 fn jitter(d: Duration) -> Duration {
     let r = std::collections::hash_map::RandomState::new()
         .build_hasher()
@@ -458,20 +377,24 @@ fn jitter(d: Duration) -> Duration {
 /// All key sets of the running process, keyed by source, kept across config reloads so that a
 /// reload does not refetch (or forget) keys that did not change.
 pub struct KeyRegistry {
-    http: reqwest::Client,
+    fetcher: Arc<Fetcher>,
     metrics: Arc<Metrics>,
     sets: Mutex<Vec<Weak<KeySet>>>,
 }
 
 impl KeyRegistry {
-    /// The outbound HTTP client (https-only rules, same-host redirects, optional extra CA).
-    pub fn http(&self) -> reqwest::Client {
-        self.http.clone()
+    /// The outbound HTTP client (shared with introspection, discovery cache included).
+    pub fn fetcher(&self) -> Arc<Fetcher> {
+        self.fetcher.clone()
     }
 
     pub fn new(metrics: Arc<Metrics>, ca_file: Option<&std::path::Path>) -> Result<Self, String> {
+        let pem = ca_file
+            .map(crate::files::read_blocking)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         Ok(KeyRegistry {
-            http: http_client(ca_file)?,
+            fetcher: Arc::new(Fetcher::new(pem.as_deref()).map_err(|e| e.to_string())?),
             metrics,
             sets: Mutex::new(Vec::new()),
         })
@@ -479,20 +402,16 @@ impl KeyRegistry {
 
     /// The key set for `source`, shared if one exists. Remote key sets start their background
     /// refresh task (which fetches at once); file key sets are read now (an error is returned).
+    /// Called on start-up and, on reload, from the blocking pool (`reload`): the file read
+    /// blocks, but never on a FIFO or device (`files`).
     pub fn key_set(
         &self,
         source: &KeySource,
         settings: &JwksSettings,
     ) -> Result<Arc<KeySet>, FetchError> {
         if let KeySource::File(p) = source {
-            let bytes =
-                std::fs::read(p).map_err(|e| FetchError::Keys(format!("{}: {e}", p.display())))?;
-            let ks = KeySet::new(
-                source.clone(),
-                settings.clone(),
-                self.http.clone(),
-                self.metrics.clone(),
-            );
+            let bytes = crate::files::read_blocking(p)?;
+            let ks = KeySet::new(source.clone(), settings.clone(), None, self.metrics.clone());
             ks.install(parse_jwks(&bytes, &ks.id)?);
             return Ok(Arc::new(ks));
         }
@@ -509,7 +428,7 @@ impl KeyRegistry {
         let ks = Arc::new(KeySet::new(
             source.clone(),
             settings.clone(),
-            self.http.clone(),
+            Some(self.fetcher.clone()),
             self.metrics.clone(),
         ));
         sets.push(Arc::downgrade(&ks));
@@ -537,37 +456,6 @@ async fn refresh_loop(weak: Weak<KeySet>) {
     }
 }
 
-fn http_client(ca_file: Option<&std::path::Path>) -> Result<reqwest::Client, String> {
-    // Redirects only within the same scheme, host and port; never to another host.
-    let policy = reqwest::redirect::Policy::custom(|attempt| {
-        let first = attempt.previous().first();
-        let same = first.is_some_and(|f| {
-            f.scheme() == attempt.url().scheme()
-                && f.host_str() == attempt.url().host_str()
-                && f.port_or_known_default() == attempt.url().port_or_known_default()
-        });
-        if same && attempt.previous().len() < 5 {
-            attempt.follow()
-        } else {
-            attempt.stop()
-        }
-    });
-    let mut b = reqwest::Client::builder()
-        .redirect(policy)
-        .no_proxy()
-        .user_agent(concat!("oidc-authz/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(Duration::from_secs(5));
-    if let Some(path) = ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("jwks.ca_file {}: {e}", path.display()))?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| format!("jwks.ca_file {}: {e}", path.display()))?;
-        b = b.tls_certs_merge(certs);
-    }
-    b.build()
-        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -586,7 +474,7 @@ mod tests {
         let ks = KeySet::new(
             KeySource::Uri("https://idp.example.org/certs".into()),
             settings,
-            reqwest::Client::new(),
+            None,
             Arc::new(Metrics::new()),
         );
         assert!(!ks.available(&ks.state()), "never loaded: unavailable");

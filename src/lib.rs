@@ -7,7 +7,9 @@
 //! - [`compat`]   flask-jwt-oidc compatibility: `JWT_OIDC_*` environment → equivalent config YAML
 //! - [`token`]    find the token in the request; split / base64url / strict JSON
 //! - [`keys`]     pure key material: `Alg`, JWK / JWKS parsing, a parsed `Key` that verifies
-//! - [`jwks`]     key sets: discovery, fetch, refresh, unknown-kid refetch (the only HTTP client)
+//! - [`fetch`]    the only outbound HTTP client: URL rules, redaction, shared discovery cache
+//! - [`files`]    every config / key file read: regular files only, off the runtime, bounded
+//! - [`jwks`]     key sets: fetch, refresh, unknown-kid refetch (single-flight)
 //! - [`snapshot`] one config generation with its shared key sets, swapped atomically
 //! - [`verify`]   route token → client; header, signature and claim checks
 //! - [`binding`]  sender-constrained tokens (pure): DPoP proofs, nonces, jti replay memory, mTLS `cnf`
@@ -38,6 +40,8 @@ pub mod compat;
 pub mod config;
 pub mod decision;
 pub mod explain;
+pub mod fetch;
+pub mod files;
 pub mod introspect;
 pub mod jwks;
 pub mod keys;

@@ -112,10 +112,12 @@ fn check_config(source: &oidc_authz::compat::Source, print: bool) -> ExitCode {
             // jwks_file contents are part of the config: read them too.
             let mut errors = Vec::new();
             for (i, client) in c.clients.iter().enumerate() {
-                if let oidc_authz::jwks::KeySource::File(p) = &client.keys {
-                    let r = std::fs::read(p).map_err(|e| e.to_string()).and_then(|b| {
-                        oidc_authz::jwks::parse_jwks(&b, "check").map_err(|e| e.to_string())
-                    });
+                if let oidc_authz::config::KeySource::File(p) = &client.keys {
+                    let r = oidc_authz::files::read_blocking(p)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| {
+                            oidc_authz::jwks::parse_jwks(&b, "check").map_err(|e| e.to_string())
+                        });
                     if let Err(e) = r {
                         errors.push(format!("clients[{i}].jwks_file: {}: {e}", p.display()));
                     }

@@ -6,8 +6,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{ClientConfig, Config, ConfigError, ConfigErrors};
-use crate::jwks::{KeyRegistry, KeySet, KeySource};
+use crate::config::{ClientConfig, Config, ConfigError, ConfigErrors, KeySource};
+use crate::jwks::{KeyRegistry, KeySet};
 
 /// The header naming the routed client, always set (or removed) by us.
 pub const CLIENT_HEADER: &str = "x-authz-client";
@@ -51,7 +51,7 @@ impl Snapshot {
                         Arc::new(crate::introspect::Introspector::new(
                             ic,
                             &c.issuer,
-                            registry.http(),
+                            registry.fetcher(),
                         ))
                     }),
                 }),
