@@ -1446,6 +1446,49 @@ default: authenticated
     }
 
     #[test]
+    fn listen_limits_have_defaults_and_are_validated() {
+        let c = parse_with_env(GOOD, &|_| None).unwrap();
+        assert_eq!(c.listen.limits, ListenLimits::default());
+        let listen = "listen: { grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002 }";
+        let c = parse_with_env(
+            &with(
+                listen,
+                "listen: { grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002, max_connections: 10, max_concurrent_streams: 20, max_request_bytes: 32KiB, header_read_timeout: 2s }",
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.listen.limits,
+            ListenLimits {
+                max_connections: 10,
+                max_concurrent_streams: 20,
+                max_request_bytes: 32 * 1024,
+                header_read_timeout: Duration::from_secs(2),
+            }
+        );
+        for (extra, field) in [
+            ("max_connections: 0", "listen.max_connections"),
+            ("max_concurrent_streams: 0", "listen.max_concurrent_streams"),
+            ("max_request_bytes: 1KiB", "listen.max_request_bytes"),
+            ("max_request_bytes: 1GiB", "listen.max_request_bytes"),
+            ("max_request_bytes: lots", "listen.max_request_bytes"),
+            ("header_read_timeout: 1ms", "listen.header_read_timeout"),
+            ("header_read_timeout: 1h", "listen.header_read_timeout"),
+        ] {
+            let text = with(
+                listen,
+                &format!("listen: {{ grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002, {extra} }}"),
+            );
+            let errs = errors(&text);
+            assert!(
+                errs.iter().any(|e| e.starts_with(field)),
+                "{extra}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
     fn all_errors_are_reported_at_once() {
         let text = with("audiences: [bcmi-1234]", "audiences: []")
             .replace("default: authenticated", "default: x");

@@ -292,3 +292,24 @@ fn plural(n: usize, word: &str) -> String {
         format!("{n} {word}s")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn check_config_counts_in_words() {
+        assert_eq!(super::plural(1, "client"), "1 client");
+        assert_eq!(super::plural(2, "rule"), "2 rules");
+        assert_eq!(super::plural(0, "rule"), "0 rules");
+        let dir = std::env::temp_dir().join(format!("oidc-authz-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("one.yaml");
+        std::fs::write(
+            &path,
+            "clients:\n  - { name: a, issuer: https://sso.example.org/realms/x, audiences: [a] }\nrules:\n  - { name: all, match: { prefix: / } }\n",
+        )
+        .unwrap();
+        let (_, summary) = super::check_config(&crate::compat::Source::File(path.clone())).unwrap();
+        assert!(summary.ends_with("ok (1 client, 1 rule)"), "{summary}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -128,7 +128,8 @@ fn spawn_reader(mut rd: tokio::net::tcp::OwnedReadHalf, seen: Arc<Seen>) {
                 }
                 GOAWAY if len >= 8 => {
                     let code = u32::from_be_bytes([payload[4], payload[5], payload[6], payload[7]]);
-                    seen.goaway_code.store(u64::from(code) + 1, Ordering::SeqCst);
+                    seen.goaway_code
+                        .store(u64::from(code) + 1, Ordering::SeqCst);
                     seen.goaway.fetch_add(1, Ordering::SeqCst);
                 }
                 _ => {}
