@@ -119,6 +119,40 @@ pub fn render_json(
     })
 }
 
+/// The ExplainRequest of `oidc-authz explain`'s arguments: the token from `--token` or
+/// `--token-file` (trimmed), `--header "name: value"` lines (names lower-cased).
+pub fn cli_request(
+    token: Option<&str>,
+    token_file: Option<&std::path::Path>,
+    method: String,
+    path: String,
+    host: String,
+    header_lines: &[String],
+) -> Result<crate::admin_grpc::pb::ExplainRequest, String> {
+    let token = match (token, token_file) {
+        (Some(t), _) => t.trim().to_owned(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| format!("--token-file {}: {e}", f.display()))?
+            .trim()
+            .to_owned(),
+        (None, None) => String::new(),
+    };
+    let mut headers = std::collections::HashMap::new();
+    for h in header_lines {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header `{h}`: expected `name: value`"))?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+    }
+    Ok(crate::admin_grpc::pb::ExplainRequest {
+        method,
+        path,
+        host,
+        headers,
+        token,
+    })
+}
+
 /// Explain offline: load `source` as `serve` would, wait (bounded) for every key set's first
 /// fetch, and explain `req`; `with_key_sets` also lists the key sets. Returns the warnings
 /// (key sets that did not load) alongside.

@@ -129,39 +129,7 @@ fn check_config(source: &oidc_authz::compat::Source, print: bool) -> ExitCode {
 }
 
 fn serve(source: oidc_authz::compat::Source) -> ExitCode {
-    let loaded = match source.load() {
-        Ok(loaded) => loaded,
-        Err(errs) => {
-            for e in &errs.0 {
-                tracing::error!(field = %e.field, error = %e.message, "invalid config");
-            }
-            return ExitCode::from(2);
-        }
-    };
-    for n in &loaded.notes {
-        tracing::warn!(note = %n, "config");
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the runtime");
-            return ExitCode::from(1);
-        }
-    };
-    tracing::info!(config = %source, "starting");
-    let options = oidc_authz::RunOptions {
-        config_path: match source {
-            oidc_authz::compat::Source::File(p) => Some(p),
-            oidc_authz::compat::Source::Environment => None,
-        },
-        signals: true,
-        ..Default::default()
-    };
-    let pending = std::future::pending::<()>();
-    match runtime.block_on(oidc_authz::run(loaded.config, options, pending)) {
+    match oidc_authz::run::serve_blocking(source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
@@ -201,27 +169,16 @@ struct ExplainArgs {
 
 /// `oidc-authz explain`: exit 0 when allowed, 1 when denied, 2 on usage / config errors.
 fn explain_cmd(a: ExplainArgs) -> ExitCode {
-    let token = match (&a.token, &a.token_file) {
-        (Some(t), _) => t.trim().to_owned(),
-        (None, Some(f)) => match std::fs::read_to_string(f) {
-            Ok(t) => t.trim().to_owned(),
-            Err(e) => return usage_error(&format!("--token-file {}: {e}", f.display())),
-        },
-        (None, None) => String::new(),
-    };
-    let mut headers = std::collections::HashMap::new();
-    for h in &a.headers {
-        let Some((k, v)) = h.split_once(':') else {
-            return usage_error(&format!("--header `{h}`: expected `name: value`"));
-        };
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
-    }
-    let req = oidc_authz::admin_grpc::pb::ExplainRequest {
-        method: a.method,
-        path: a.path,
-        host: a.host,
-        headers,
-        token,
+    let req = match oidc_authz::explain::cli_request(
+        a.token.as_deref(),
+        a.token_file.as_deref(),
+        a.method,
+        a.path,
+        a.host,
+        &a.headers,
+    ) {
+        Ok(r) => r,
+        Err(msg) => return usage_error(&msg),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -31,6 +31,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 impl RunError {
@@ -82,6 +84,34 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     Started::new(config, options).await?.serve(shutdown).await
+}
+
+/// `oidc-authz serve`: load the config from `source` (logging every error and note), then run
+/// on a new multi-threaded runtime with reload (for a file) and signal handling until SIGTERM /
+/// Ctrl-C.
+pub fn serve_blocking(source: crate::compat::Source) -> Result<(), RunError> {
+    let loaded = source.load().inspect_err(|errs| {
+        for e in &errs.0 {
+            tracing::error!(field = %e.field, error = %e.message, "invalid config");
+        }
+    })?;
+    for n in &loaded.notes {
+        tracing::warn!(note = %n, "config");
+    }
+    tracing::info!(config = %source, "starting");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let options = RunOptions {
+        config_path: match source {
+            crate::compat::Source::File(p) => Some(p),
+            crate::compat::Source::Environment => None,
+        },
+        signals: true,
+        ..RunOptions::default()
+    };
+    runtime.block_on(run(loaded.config, options, std::future::pending()))
 }
 
 /// A server whose state exists and whose sockets are bound, not yet serving.

@@ -49,7 +49,7 @@ pub const ADMIN_MAX_CONNECTIONS: usize = 64;
 /// HTTP/2 flow-control windows: what one stream / one connection may have in flight unread.
 /// A CheckRequest is a few KiB; larger ones just take more WINDOW_UPDATE round trips.
 const H2_STREAM_WINDOW: u32 = 64 * 1024;
-const H2_CONNECTION_WINDOW: u32 = 1024 * 1024;
+const H2_CONNECTION_WINDOW: u32 = 512 * 1024;
 /// The HTTP/2 minimum (RFC 9113 §4.2): bounds what one frame makes hyper buffer.
 const H2_MAX_FRAME: u32 = 16 * 1024;
 /// gRPC request headers are a handful of short lines (Envoy's headers travel in the message).
