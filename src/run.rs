@@ -158,16 +158,13 @@ impl Started {
                 None
             }
         };
-        let local = |l: &TcpListener, what: &'static str| {
-            l.local_addr().map_err(|source| RunError::Bind {
-                what,
-                addr: listen.grpc,
-                source,
-            })
+        let local = |l: &TcpListener, what: &'static str, addr: SocketAddr| {
+            l.local_addr()
+                .map_err(|source| RunError::Bind { what, addr, source })
         };
         Ok(Started {
-            grpc_addr: local(&grpc, "listen.grpc")?,
-            admin_addr: local(&admin, "listen.admin")?,
+            grpc_addr: local(&grpc, "listen.grpc", listen.grpc)?,
+            admin_addr: local(&admin, "listen.admin", listen.admin)?,
             admin_grpc_addr: admin_grpc.as_ref().and_then(|l| l.local_addr().ok()),
             state,
             listeners: Listeners {

@@ -139,13 +139,20 @@ pub async fn serve(
 
     let mut grpc_task = grpc_task;
     let drained = async {
-        tokio::select! {
-            // Every connection closed after its GOAWAY: nothing left at all.
-            _ = &mut grpc_task => {}
-            _ = inflight.wait_idle() => {
-                // The last Check returned; let its response reach the wire (connections close
-                // on their own once their streams are done), then drop the idle ones.
-                let _ = tokio::time::timeout(FLUSH_GRACE, &mut grpc_task).await;
+        loop {
+            tokio::select! {
+                // Every connection closed after its GOAWAY: nothing left at all.
+                _ = &mut grpc_task => return,
+                _ = inflight.wait_idle() => {
+                    // No Check running: let the last responses reach the wire (connections
+                    // close on their own once their streams are done), then drop the idle
+                    // ones, unless a Check whose request was already arriving started meanwhile.
+                    if tokio::time::timeout(FLUSH_GRACE, &mut grpc_task).await.is_ok()
+                        || inflight.count() == 0
+                    {
+                        return;
+                    }
+                }
             }
         }
     };
