@@ -167,9 +167,9 @@ pub async fn serve(
     grpc_task.abort();
 
     let _ = admin_stop_tx.send(true);
+    let mut admin_tasks: Vec<_> = std::iter::once(admin_task).chain(admin_grpc_task).collect();
     let admin_done = async {
-        let _ = admin_task.await;
-        if let Some(t) = admin_grpc_task {
+        for t in &mut admin_tasks {
             let _ = t.await;
         }
     };
@@ -178,6 +178,11 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("admin connections still open at the shutdown deadline: closed");
+    }
+    // A timed-out JoinHandle only detaches its task: end the accept loops (and so their
+    // connections) explicitly.
+    for t in &admin_tasks {
+        t.abort();
     }
     Ok(())
 }
