@@ -406,3 +406,69 @@ async fn an_oversized_check_request_is_a_deny_not_a_transport_error() {
     assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
     server.shutdown().await.unwrap();
 }
+
+/// Finding 8 on the binary itself: `oidc-authz serve` with a silent gRPC connection and a
+/// partial admin request open exits 0 promptly after SIGTERM (main → `oidc_authz::run` →
+/// signals → drain).
+#[tokio::test]
+async fn the_binary_exits_promptly_on_sigterm_with_idle_connections_open() {
+    let (grpc, admin, admin_grpc) = (free_port(), free_port(), free_port());
+    let dir = temp_dir("sigterm");
+    let cfg = dir.join("config.yaml");
+    let text = config("").replace(
+        "listen: {grpc: 127.0.0.1:0, admin: 127.0.0.1:0",
+        &format!(
+            "listen: {{grpc: 127.0.0.1:{grpc}, admin: 127.0.0.1:{admin}, admin_grpc: 127.0.0.1:{admin_grpc}, header_read_timeout: 60s"
+        ),
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_oidc-authz"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let ready = format!("http://127.0.0.1:{admin}/readyz");
+    let t = Instant::now();
+    while !reqwest::get(&ready)
+        .await
+        .map(|r| r.status() == 200)
+        .unwrap_or(false)
+    {
+        assert!(t.elapsed() < Duration::from_secs(15), "server not ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _silent = TcpStream::connect(("127.0.0.1", grpc)).await.unwrap();
+    let mut partial = TcpStream::connect(("127.0.0.1", admin)).await.unwrap();
+    partial.write_all(b"GET /heal").await.unwrap();
+    // Both accepted: a Check answers on a third connection after them.
+    let mut c = oidc_authz_client(([127, 0, 0, 1], grpc).into()).await;
+    assert!(
+        check(&mut c, request("GET", "h", "/public/x", &[]))
+            .await
+            .allowed()
+    );
+    drop(c);
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if t.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("no exit within 10 s of SIGTERM (drain timeout 20 s)");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0), "SIGTERM → drain → exit 0");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}
