@@ -690,12 +690,17 @@ impl Source {
         let (names, env) = process_env();
         match self {
             Source::File(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigErrors(vec![ConfigError {
-                        field: "config".into(),
-                        message: format!("cannot read {}: {e}", path.display()),
-                    }])
-                })?;
+                let text = crate::files::read_blocking(path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| {
+                        String::from_utf8(b).map_err(|_| format!("{}: not UTF-8", path.display()))
+                    })
+                    .map_err(|e| {
+                        ConfigErrors(vec![ConfigError {
+                            field: "config".into(),
+                            message: format!("cannot read {e}"),
+                        }])
+                    })?;
                 let config = config::parse_with_env(&text, &env)?;
                 let mut notes = Vec::new();
                 if wanted(&env, &names) {

@@ -79,6 +79,35 @@ pub struct Listen {
     pub admin: SocketAddr,
     /// The admin gRPC API (Explain, KeySets); loopback only.
     pub admin_grpc: SocketAddr,
+    /// Transport limits of the gRPC Check port (docs/configuration.md, docs/security-transport.md).
+    pub limits: ListenLimits,
+}
+
+/// Hostile-input limits on the listeners. Worst-case buffered request memory on the Check port is
+/// about `max_connections × max_concurrent_streams × 2 × max_request_bytes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenLimits {
+    /// Open connections on the gRPC port; more wait in the kernel backlog until one closes.
+    pub max_connections: usize,
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS on the gRPC port.
+    pub max_concurrent_streams: u32,
+    /// The largest CheckRequest answered with a decision; up to twice this is denied with
+    /// `request_too_large`, beyond that the transport refuses (gRPC OUT_OF_RANGE).
+    pub max_request_bytes: usize,
+    /// How long a new connection may take to send the HTTP/2 preface (gRPC) or a request head
+    /// (admin) before it is closed.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ListenLimits {
+    fn default() -> Self {
+        ListenLimits {
+            max_connections: 1024,
+            max_concurrent_streams: 100,
+            max_request_bytes: 64 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -239,6 +268,10 @@ struct RawListen {
     grpc: Option<String>,
     admin: Option<String>,
     admin_grpc: Option<String>,
+    max_connections: Option<usize>,
+    max_concurrent_streams: Option<u32>,
+    max_request_bytes: Option<RawBytes>,
+    header_read_timeout: Option<RawDuration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -471,7 +504,7 @@ impl Validator<'_> {
         }
     }
 
-    fn listen(&mut self, raw: RawListen) -> Listen {
+    fn listen(&mut self, mut raw: RawListen) -> Listen {
         let mut addr = |field: &str, v: Option<String>, default: &str| -> SocketAddr {
             let text = v
                 .map(|s| self.expand(field, &s))
@@ -487,9 +520,9 @@ impl Validator<'_> {
                 }
             }
         };
-        let grpc = addr("listen.grpc", raw.grpc, "0.0.0.0:9001");
-        let admin = addr("listen.admin", raw.admin, "0.0.0.0:9002");
-        let admin_grpc = addr("listen.admin_grpc", raw.admin_grpc, "127.0.0.1:9003");
+        let grpc = addr("listen.grpc", raw.grpc.take(), "0.0.0.0:9001");
+        let admin = addr("listen.admin", raw.admin.take(), "0.0.0.0:9002");
+        let admin_grpc = addr("listen.admin_grpc", raw.admin_grpc.take(), "127.0.0.1:9003");
         if grpc == admin && grpc.port() != 0 {
             self.err("listen.admin", "must differ from listen.grpc");
         }
@@ -499,10 +532,61 @@ impl Validator<'_> {
                 "must be a loopback address (it explains decisions and lists keys; reach it with kubectl port-forward)",
             );
         }
+        let limits = self.listen_limits(raw);
         Listen {
             grpc,
             admin,
             admin_grpc,
+            limits,
+        }
+    }
+
+    fn listen_limits(&mut self, raw: RawListen) -> ListenLimits {
+        let d = ListenLimits::default();
+        let max_connections = raw.max_connections.unwrap_or(d.max_connections);
+        if !(1..=1_000_000).contains(&max_connections) {
+            self.err("listen.max_connections", "must be between 1 and 1000000");
+        }
+        let max_concurrent_streams = raw
+            .max_concurrent_streams
+            .unwrap_or(d.max_concurrent_streams);
+        if !(1..=10_000).contains(&max_concurrent_streams) {
+            self.err(
+                "listen.max_concurrent_streams",
+                "must be between 1 and 10000",
+            );
+        }
+        let max_request_bytes = match raw.max_request_bytes {
+            None => d.max_request_bytes,
+            Some(RawBytes::Bytes(b)) => b,
+            Some(RawBytes::Text(t)) => parse_size(&t).unwrap_or_else(|| {
+                self.err(
+                    "listen.max_request_bytes",
+                    format!("`{t}` is not a size (use bytes, or e.g. 64KiB)"),
+                );
+                d.max_request_bytes
+            }),
+        };
+        // 4 KiB: below that even a plain Envoy CheckRequest with a JWT does not fit. 16 MiB: the
+        // transport accepts twice this per stream, and tonic reserves the announced size.
+        if !(4 * 1024..=16 * 1024 * 1024).contains(&max_request_bytes) {
+            self.err("listen.max_request_bytes", "must be between 4KiB and 16MiB");
+        }
+        let header_read_timeout = self.duration(
+            "listen.header_read_timeout",
+            raw.header_read_timeout,
+            d.header_read_timeout,
+        );
+        if header_read_timeout < Duration::from_millis(100)
+            || header_read_timeout > Duration::from_secs(300)
+        {
+            self.err("listen.header_read_timeout", "must be between 100ms and 5m");
+        }
+        ListenLimits {
+            max_connections,
+            max_concurrent_streams,
+            max_request_bytes,
+            header_read_timeout,
         }
     }
 
@@ -1396,6 +1480,49 @@ default: authenticated
             assert!(
                 errs.iter().any(|e| e.contains(want)),
                 "want {want:?} in {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_limits_have_defaults_and_are_validated() {
+        let c = parse_with_env(GOOD, &|_| None).unwrap();
+        assert_eq!(c.listen.limits, ListenLimits::default());
+        let listen = "listen: { grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002 }";
+        let c = parse_with_env(
+            &with(
+                listen,
+                "listen: { grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002, max_connections: 10, max_concurrent_streams: 20, max_request_bytes: 32KiB, header_read_timeout: 2s }",
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(
+            c.listen.limits,
+            ListenLimits {
+                max_connections: 10,
+                max_concurrent_streams: 20,
+                max_request_bytes: 32 * 1024,
+                header_read_timeout: Duration::from_secs(2),
+            }
+        );
+        for (extra, field) in [
+            ("max_connections: 0", "listen.max_connections"),
+            ("max_concurrent_streams: 0", "listen.max_concurrent_streams"),
+            ("max_request_bytes: 1KiB", "listen.max_request_bytes"),
+            ("max_request_bytes: 1GiB", "listen.max_request_bytes"),
+            ("max_request_bytes: lots", "listen.max_request_bytes"),
+            ("header_read_timeout: 1ms", "listen.header_read_timeout"),
+            ("header_read_timeout: 1h", "listen.header_read_timeout"),
+        ] {
+            let text = with(
+                listen,
+                &format!("listen: {{ grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002, {extra} }}"),
+            );
+            let errs = errors(&text);
+            assert!(
+                errs.iter().any(|e| e.starts_with(field)),
+                "{extra}: {errs:?}"
             );
         }
     }

@@ -32,6 +32,8 @@ pub enum Reason {
     TokenInactive,
     /// The introspection endpoint could not be asked (fail closed).
     IntrospectionUnavailable,
+    /// The CheckRequest is larger than `listen.max_request_bytes` (headers or body too big).
+    RequestTooLarge,
 }
 
 /// What kind of deny a reason is, which decides the HTTP status, the gRPC code and the challenge.
@@ -49,7 +51,7 @@ pub enum DenyKind {
 
 impl Reason {
     /// Every reason, in table order (used by tests and docs).
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::AuthorizationHeaderMissing,
         Reason::TokenMalformed,
         Reason::UnknownIssuer,
@@ -71,6 +73,7 @@ impl Reason {
         Reason::NoMatchingRule,
         Reason::TokenInactive,
         Reason::IntrospectionUnavailable,
+        Reason::RequestTooLarge,
     ];
 
     pub const fn code(self) -> &'static str {
@@ -96,13 +99,14 @@ impl Reason {
             Reason::NoMatchingRule => "no_matching_rule",
             Reason::TokenInactive => "token_inactive",
             Reason::IntrospectionUnavailable => "introspection_unavailable",
+            Reason::RequestTooLarge => "request_too_large",
         }
     }
 
     pub const fn kind(self) -> DenyKind {
         match self {
             Reason::KeysUnavailable | Reason::IntrospectionUnavailable => DenyKind::Unavailable,
-            Reason::InvalidPath => DenyKind::BadRequest,
+            Reason::InvalidPath | Reason::RequestTooLarge => DenyKind::BadRequest,
             Reason::MissingRequiredRoles
             | Reason::MissingAValidRole
             | Reason::InsufficientScope
@@ -153,6 +157,9 @@ impl Reason {
             Reason::TokenInactive => "The token is not active (revoked, or unknown to the issuer).",
             Reason::IntrospectionUnavailable => {
                 "The issuer's introspection endpoint is unavailable; the token cannot be checked."
+            }
+            Reason::RequestTooLarge => {
+                "The request's headers or body are larger than the authorization server accepts."
             }
         }
     }

@@ -32,40 +32,203 @@ impl Explanation {
             "deny"
         }
     }
+}
 
-    /// Human-readable, one step per line.
-    pub fn render_text(&self) -> String {
-        let mut out = String::new();
-        for (step, outcome) in &self.steps {
-            out.push_str(&format!("{step:>10}: {outcome}\n"));
+/// `oidc-authz explain` output, human-readable: one step per line, the decision, and the key sets
+/// when asked. The one rendering of an explanation; the offline and `--server` modes both come
+/// through [`crate::admin_grpc::pb::ExplainResponse`].
+pub fn render_text(
+    resp: &crate::admin_grpc::pb::ExplainResponse,
+    key_sets: Option<&crate::admin_grpc::pb::KeySetsResponse>,
+) -> String {
+    use std::fmt::Write as _;
+    let dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_owned()
+        } else {
+            s.to_owned()
         }
-        match &self.decision {
-            Decision::Allow(a) => {
-                out.push_str(&format!(
-                    "  decision: ALLOW (rule {}, client {})\n",
-                    a.rule,
-                    a.client.as_deref().unwrap_or("-")
-                ));
-                for (k, v) in &a.set_headers {
-                    out.push_str(&format!("   set hdr: {k}: {v}\n"));
-                }
-                if !a.remove_headers.is_empty() {
-                    out.push_str(&format!("remove hdr: {}\n", a.remove_headers.join(", ")));
-                }
-            }
-            Decision::Deny {
-                deny, rule, client, ..
-            } => out.push_str(&format!(
-                "  decision: DENY {} {} — {} (rule {}, client {})\n",
-                deny.reason.http_status(),
-                deny.reason.code(),
-                deny.detail,
-                rule.as_deref().unwrap_or("-"),
-                client.as_deref().unwrap_or("-")
-            )),
-        }
-        out
+    };
+    let mut out = String::new();
+    for s in &resp.steps {
+        let _ = writeln!(out, "{:>10}: {}", s.step, s.outcome);
     }
+    if resp.decision == "allow" {
+        let _ = writeln!(
+            out,
+            "  decision: ALLOW (rule {}, client {})",
+            resp.rule,
+            dash(&resp.client)
+        );
+        let mut set: Vec<_> = resp.set_headers.iter().collect();
+        set.sort();
+        for (k, v) in set {
+            let _ = writeln!(out, "   set hdr: {k}: {v}");
+        }
+        if !resp.remove_headers.is_empty() {
+            let _ = writeln!(out, "remove hdr: {}", resp.remove_headers.join(", "));
+        }
+    } else {
+        let _ = writeln!(
+            out,
+            "  decision: DENY {} {} — {} (rule {}, client {})",
+            resp.http_status,
+            resp.reason,
+            resp.detail,
+            dash(&resp.rule),
+            dash(&resp.client)
+        );
+    }
+    for s in key_sets.map(|k| k.key_sets.as_slice()).unwrap_or_default() {
+        let _ = writeln!(
+            out,
+            "   key set: {} [{}] kids {:?}, age {:.0}s, {}{}",
+            s.id,
+            s.clients.join(","),
+            s.kids,
+            s.age_seconds,
+            if s.available {
+                "available"
+            } else {
+                "NOT available"
+            },
+            if s.last_error.is_empty() {
+                String::new()
+            } else {
+                format!(", last error: {}", s.last_error)
+            }
+        );
+    }
+    out
+}
+
+/// `oidc-authz explain --json` output.
+pub fn render_json(
+    resp: &crate::admin_grpc::pb::ExplainResponse,
+    key_sets: Option<&crate::admin_grpc::pb::KeySetsResponse>,
+) -> Value {
+    serde_json::json!({
+        "decision": resp.decision, "reason": resp.reason, "http_status": resp.http_status,
+        "detail": resp.detail, "rule": resp.rule, "client": resp.client,
+        "steps": resp.steps.iter().map(|s| serde_json::json!({"step": s.step, "outcome": s.outcome})).collect::<Vec<_>>(),
+        "roles": resp.roles, "set_headers": resp.set_headers, "remove_headers": resp.remove_headers,
+        "config_generation": resp.config_generation,
+        "key_sets": key_sets.map(|k| k.key_sets.iter().map(|s| serde_json::json!({
+            "id": s.id, "kids": s.kids, "loaded": s.loaded, "available": s.available,
+            "age_seconds": s.age_seconds, "last_error": s.last_error, "clients": s.clients})).collect::<Vec<_>>()),
+    })
+}
+
+/// The ExplainRequest of `oidc-authz explain`'s arguments: the token from `--token` or
+/// `--token-file` (trimmed), `--header "name: value"` lines (names lower-cased).
+pub fn cli_request(
+    token: Option<&str>,
+    token_file: Option<&std::path::Path>,
+    method: String,
+    path: String,
+    host: String,
+    header_lines: &[String],
+) -> Result<crate::admin_grpc::pb::ExplainRequest, String> {
+    let token = match (token, token_file) {
+        (Some(t), _) => t.trim().to_owned(),
+        (None, Some(f)) => std::fs::read_to_string(f)
+            .map_err(|e| format!("--token-file {}: {e}", f.display()))?
+            .trim()
+            .to_owned(),
+        (None, None) => String::new(),
+    };
+    let mut headers = std::collections::HashMap::new();
+    for h in header_lines {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| format!("--header `{h}`: expected `name: value`"))?;
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+    }
+    Ok(crate::admin_grpc::pb::ExplainRequest {
+        method,
+        path,
+        host,
+        headers,
+        token,
+    })
+}
+
+/// Explain offline: load `source` as `serve` would, wait (bounded) for every key set's first
+/// fetch, and explain `req`; `with_key_sets` also lists the key sets. Returns the warnings
+/// (key sets that did not load) alongside.
+pub async fn explain_offline(
+    source: &crate::compat::Source,
+    req: &crate::admin_grpc::pb::ExplainRequest,
+    with_key_sets: bool,
+) -> Result<
+    (
+        crate::admin_grpc::pb::ExplainResponse,
+        Option<crate::admin_grpc::pb::KeySetsResponse>,
+        Vec<String>,
+    ),
+    String,
+> {
+    let loaded = source.load().map_err(|e| format!("invalid config:\n{e}"))?;
+    let state = crate::state::ServerState::new(
+        loaded.config,
+        std::sync::Arc::new(crate::metrics::Metrics::new()),
+    )
+    .map_err(|e| format!("invalid config:\n{e}"))?;
+    let snap = state.snapshot();
+    let mut warnings = Vec::new();
+    for ks in snap.key_sets() {
+        let timeout = ks.settings().timeout * 2;
+        if !ks.wait_loaded(timeout).await {
+            warnings.push(format!(
+                "key set {} did not load: {}",
+                ks.id,
+                ks.state().last_error.clone().unwrap_or_default()
+            ));
+        }
+    }
+    let resp = crate::admin_grpc::explain_request(&snap, req).await;
+    let ks = with_key_sets.then(|| crate::admin_grpc::key_sets(&snap));
+    Ok((resp, ks, warnings))
+}
+
+/// Explain against a live server's admin gRPC API (`listen.admin_grpc`).
+pub async fn explain_remote(
+    addr: &str,
+    req: crate::admin_grpc::pb::ExplainRequest,
+    with_key_sets: bool,
+) -> Result<
+    (
+        crate::admin_grpc::pb::ExplainResponse,
+        Option<crate::admin_grpc::pb::KeySetsResponse>,
+    ),
+    String,
+> {
+    use crate::admin_grpc::pb;
+    let url = if addr.contains("://") {
+        addr.to_owned()
+    } else {
+        format!("http://{addr}")
+    };
+    let mut client = pb::admin_client::AdminClient::connect(url.clone())
+        .await
+        .map_err(|e| format!("cannot reach the admin gRPC API at {url}: {e}"))?;
+    let resp = client
+        .explain(req)
+        .await
+        .map_err(|e| format!("Explain: {e}"))?
+        .into_inner();
+    let ks = if with_key_sets {
+        Some(
+            client
+                .key_sets(pb::KeySetsRequest {})
+                .await
+                .map_err(|e| format!("KeySets: {e}"))?
+                .into_inner(),
+        )
+    } else {
+        None
+    };
+    Ok((resp, ks))
 }
 
 fn short(v: Option<&Value>) -> String {

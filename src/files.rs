@@ -90,21 +90,10 @@ pub fn stat_blocking(path: &Path) -> Result<Stamp, FileError> {
 fn open_nonblocking(path: &Path) -> std::io::Result<File> {
     let mut o = std::fs::OpenOptions::new();
     o.read(true);
-    #[cfg(target_os = "linux")]
+    #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        // O_NONBLOCK on the Linux ABIs this is built for (asm-generic; x86, arm, riscv, ppc).
-        #[cfg(any(
-            target_arch = "x86_64",
-            target_arch = "x86",
-            target_arch = "aarch64",
-            target_arch = "arm",
-            target_arch = "riscv64",
-            target_arch = "powerpc64",
-            target_arch = "s390x",
-            target_arch = "loongarch64"
-        ))]
-        o.custom_flags(0o4000);
+        o.custom_flags(libc::O_NONBLOCK);
     }
     o.open(path)
 }

@@ -24,7 +24,8 @@
 //! - [`admin`]    HTTP `/healthz` `/readyz` `/metrics`
 //! - [`admin_grpc`] loopback-only admin gRPC API (proto/): Explain, KeySets
 //! - [`explain`]  the decision trace for one request (why allowed / denied)
-//! - [`server`]   binds / serves / drains both listeners
+//! - [`server`]   the listeners: accept limits, HTTP/2 and HTTP/1 limits, drain
+//! - [`run`]      the one startup path: self-test, state, bind, reload, signals, drain
 //! - [`metrics`]  the `Metrics` struct owning its Prometheus registry
 //! - [`reload`]   config file watch + SIGHUP: validate, then swap atomically
 //! - [`selftest`] startup check that exactly one crypto backend is active
@@ -49,6 +50,7 @@ pub mod lint;
 pub mod metrics;
 pub mod policy;
 pub mod reload;
+pub mod run;
 pub mod selftest;
 pub mod server;
 pub mod service;
@@ -57,3 +59,5 @@ pub mod state;
 pub mod testkit;
 pub mod token;
 pub mod verify;
+
+pub use run::{RunError, RunOptions, run};

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use envoy_types::ext_authz::v3::pb::{
@@ -26,11 +27,75 @@ use crate::token::Headers;
 #[derive(Clone)]
 pub struct AuthzService {
     state: Arc<ServerState>,
+    inflight: Arc<InFlight>,
+    /// `listen.max_request_bytes` at start (listeners are not reloaded).
+    max_request_bytes: usize,
+}
+
+/// Checks being decided right now. The drain waits for these, not for connections: an idle or
+/// half-open connection holds no Check and must not hold up the shutdown.
+#[derive(Debug, Default)]
+pub struct InFlight {
+    count: AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+/// Counts one Check while alive.
+struct InFlightGuard<'a>(&'a InFlight);
+
+impl InFlight {
+    fn enter(&self) -> InFlightGuard<'_> {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        InFlightGuard(self)
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Resolves once no Check is in flight (at once if none is).
+    pub async fn wait_idle(&self) {
+        loop {
+            // Register before reading the count, so a decrement in between is not missed.
+            let idle = self.idle.notified();
+            if self.count() == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl AuthzService {
     pub fn new(state: Arc<ServerState>) -> Self {
-        AuthzService { state }
+        let max_request_bytes = state.snapshot().config.listen.limits.max_request_bytes;
+        AuthzService {
+            state,
+            inflight: Arc::new(InFlight::default()),
+            max_request_bytes,
+        }
+    }
+
+    /// The in-flight Check counter (shared by clones of this service).
+    pub fn inflight(&self) -> Arc<InFlight> {
+        self.inflight.clone()
+    }
+
+    /// The decode limit for the transport: twice `max_request_bytes`, so a request somewhat over
+    /// the limit (the usual case: one huge header) still gets a CheckResponse deny
+    /// (`request_too_large`) instead of a gRPC error that leaves the decision to Envoy's
+    /// `failure_mode_allow`. tonic reserves the announced message size up front, so this cap is
+    /// also what one stream can make the server allocate.
+    pub fn max_decoding_message_size(&self) -> usize {
+        self.max_request_bytes.saturating_mul(2)
     }
 
     /// Decide one CheckRequest (also used directly by handler tests).
@@ -97,9 +162,22 @@ impl Authorization for AuthzService {
         &self,
         request: tonic::Request<CheckRequest>,
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
+        let _inflight = self.inflight.enter();
         let started = Instant::now();
         let req = request.into_inner();
-        let decision = self.decide(&req).await;
+        let decision = if prost::Message::encoded_len(&req) > self.max_request_bytes {
+            Decision::Deny {
+                deny: crate::decision::Deny::new(
+                    Reason::RequestTooLarge,
+                    "the CheckRequest is larger than listen.max_request_bytes",
+                ),
+                rule: None,
+                client: None,
+                token_presented: false,
+            }
+        } else {
+            self.decide(&req).await
+        };
         let elapsed = started.elapsed();
         self.state
             .metrics

@@ -22,8 +22,10 @@ use oidc_authz::token::{self, Headers, TokenSource};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+// max_request_bytes raised: these tests push 1 MiB tokens and paths through a full Check to
+// test the core's own caps (the transport's default 64 KiB would refuse them first).
 const CONFIG: &str = r#"
-listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0 }
+listen: { grpc: 127.0.0.1:0, admin: 127.0.0.1:0, max_request_bytes: 2MiB }
 token:
   sources: [ { header: authorization }, { cookie: oidc-jwt } ]
   max_bytes: 16384

@@ -220,6 +220,23 @@ async fn every_reason_code_through_a_real_check() {
         Reason::NoMatchingRule,
     );
 
+    // A CheckRequest over listen.max_request_bytes (64 KiB by default): one huge header, as a
+    // client can send when Envoy's own header limit is raised above ours.
+    let huge = "x".repeat(70 * 1024);
+    expect(
+        check(
+            &mut fx.client,
+            request(
+                "GET",
+                "api.example.org",
+                "/public",
+                &[("x-huge", huge.as_str())],
+            ),
+        )
+        .await,
+        Reason::RequestTooLarge,
+    );
+
     // The two introspection reasons need an introspection endpoint: tests/introspection.rs.
     covered.insert(Reason::TokenInactive);
     covered.insert(Reason::IntrospectionUnavailable);

@@ -42,12 +42,14 @@ async fn reloads_under_load_are_atomic_and_apply_within_two_seconds() {
     )
     .unwrap();
     let any = "127.0.0.1:0".parse().unwrap();
-    let server = RunningServer::start(state.clone(), any, any).await.unwrap();
-    let _reloader = oidc_authz::reload::spawn(
-        state.clone(),
-        cfg_path.clone(),
-        oidc_authz::reload::DEFAULT_POLL,
-    );
+    // The reload wiring of `serve`: a config file path given to the startup path.
+    let options = oidc_authz::RunOptions {
+        config_path: Some(cfg_path.clone()),
+        ..Default::default()
+    };
+    let server = RunningServer::start_with(state.clone(), any, any, options)
+        .await
+        .unwrap();
     let tok = key.token(&claims(
         "https://issuer.example.org",
         json!("app"),

@@ -1,0 +1,342 @@
+//! The one startup path, shared by `oidc-authz serve` and every test that starts a server
+//! ([`crate::server::RunningServer`]): crypto self-test, state from an already-loaded config,
+//! file-descriptor limit, listeners (from the config's addresses unless overridden; port 0
+//! works), hot reload when the config came from a file, signals (SIGHUP → reload, SIGTERM /
+//! Ctrl-C → drain) and the drain itself.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+
+use crate::config::{Config, ConfigErrors, ListenLimits};
+use crate::metrics::Metrics;
+use crate::server::{Listeners, ServeError};
+use crate::state::ServerState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    SelfTest(#[from] crate::selftest::SelfTestError),
+    #[error("invalid config:\n{0}")]
+    Config(#[from] ConfigErrors),
+    #[error("cannot bind {what} {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Serve(#[from] ServeError),
+    #[error("cannot start the runtime: {0}")]
+    Runtime(std::io::Error),
+}
+
+impl RunError {
+    /// The process exit code: 2 for an invalid config, 1 for anything else.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Config(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// How to run; `Default` is what `serve` uses.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The file the config came from: watched, and reloaded on change and on SIGHUP.
+    pub config_path: Option<PathBuf>,
+    /// How often the config file is checked for changes.
+    pub reload_poll: Duration,
+    pub drain_timeout: Duration,
+    /// Handle SIGHUP / SIGTERM / Ctrl-C (the binary). Off in tests: a handler would keep
+    /// Ctrl-C from ending the test process.
+    pub signals: bool,
+    /// Listen addresses instead of the config's `listen.*` (tests: `127.0.0.1:0`).
+    pub grpc: Option<SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    pub admin_grpc: Option<SocketAddr>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            config_path: None,
+            reload_poll: crate::reload::DEFAULT_POLL,
+            drain_timeout: crate::server::DEFAULT_DRAIN_TIMEOUT,
+            signals: false,
+            grpc: None,
+            admin: None,
+            admin_grpc: None,
+        }
+    }
+}
+
+/// Run the server until `shutdown` completes (or, with `options.signals`, SIGTERM / Ctrl-C),
+/// then drain and return. Must run inside a multi-threaded tokio runtime.
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    Started::new(config, options).await?.serve(shutdown).await
+}
+
+/// `oidc-authz serve`: load the config from `source` (logging every error and note), then run
+/// on a new multi-threaded runtime with reload (for a file) and signal handling until SIGTERM /
+/// Ctrl-C.
+pub fn serve_blocking(source: crate::compat::Source) -> Result<(), RunError> {
+    let loaded = source.load().inspect_err(|errs| {
+        for e in &errs.0 {
+            tracing::error!(field = %e.field, error = %e.message, "invalid config");
+        }
+    })?;
+    for n in &loaded.notes {
+        tracing::warn!(note = %n, "config");
+    }
+    tracing::info!(config = %source, "starting");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(RunError::Runtime)?;
+    let options = RunOptions {
+        config_path: match source {
+            crate::compat::Source::File(p) => Some(p),
+            crate::compat::Source::Environment => None,
+        },
+        signals: true,
+        ..RunOptions::default()
+    };
+    runtime.block_on(run(loaded.config, options, std::future::pending()))
+}
+
+/// A server whose state exists and whose sockets are bound, not yet serving.
+pub struct Started {
+    pub state: Arc<ServerState>,
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// `None` when the admin gRPC port could not be bound (it is optional).
+    pub admin_grpc_addr: Option<SocketAddr>,
+    listeners: Listeners,
+    limits: ListenLimits,
+    options: RunOptions,
+}
+
+impl Started {
+    /// Self-test, state from `config`, bind.
+    pub async fn new(config: Config, options: RunOptions) -> Result<Self, RunError> {
+        crate::selftest::run()?;
+        let state = ServerState::new(config, Arc::new(Metrics::new()))?;
+        Self::from_state(state, options).await
+    }
+
+    /// Bind the listeners for an existing state (tests that build or reload the state
+    /// themselves).
+    pub async fn from_state(
+        state: Arc<ServerState>,
+        options: RunOptions,
+    ) -> Result<Self, RunError> {
+        let listen = state.snapshot().config.listen;
+        raise_fd_limit(listen.limits.max_connections);
+        let bind = |what: &'static str, addr: SocketAddr| async move {
+            TcpListener::bind(addr)
+                .await
+                .map_err(|source| RunError::Bind { what, addr, source })
+        };
+        let grpc = bind("listen.grpc", options.grpc.unwrap_or(listen.grpc)).await?;
+        let admin = bind("listen.admin", options.admin.unwrap_or(listen.admin)).await?;
+        // The admin gRPC API (explain --server) is optional: a busy loopback port only warns.
+        let admin_grpc_at = options.admin_grpc.unwrap_or(listen.admin_grpc);
+        let admin_grpc = match bind("listen.admin_grpc", admin_grpc_at).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(error = %e, "admin gRPC API not served");
+                None
+            }
+        };
+        let local = |l: &TcpListener, what: &'static str, addr: SocketAddr| {
+            l.local_addr()
+                .map_err(|source| RunError::Bind { what, addr, source })
+        };
+        Ok(Started {
+            grpc_addr: local(&grpc, "listen.grpc", listen.grpc)?,
+            admin_addr: local(&admin, "listen.admin", listen.admin)?,
+            admin_grpc_addr: admin_grpc.as_ref().and_then(|l| l.local_addr().ok()),
+            state,
+            listeners: Listeners {
+                grpc,
+                admin,
+                admin_grpc,
+            },
+            limits: listen.limits,
+            options,
+        })
+    }
+
+    /// Serve (with reload and signals as configured) until shutdown, then drain.
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), RunError> {
+        tracing::info!(grpc = %self.grpc_addr, admin = %self.admin_addr, "serving");
+        // Hot reload: content changes of the config file (ConfigMap symlink swaps included)
+        // and SIGHUP. A rejected config is logged and counted; the old one keeps serving.
+        // A config from the environment (or given in memory) cannot change while we run.
+        let reloader =
+            self.options.config_path.clone().map(|path| {
+                crate::reload::spawn(self.state.clone(), path, self.options.reload_poll)
+            });
+        let signals = self.options.signals;
+        if signals {
+            spawn_sighup(reloader.clone());
+        }
+        let shutdown = async move {
+            if signals {
+                tokio::select! {
+                    _ = shutdown => {}
+                    _ = termination() => {}
+                }
+            } else {
+                shutdown.await;
+            }
+        };
+        crate::server::serve(
+            self.state,
+            self.listeners,
+            self.limits,
+            shutdown,
+            self.options.drain_timeout,
+        )
+        .await?;
+        drop(reloader);
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Raise the soft RLIMIT_NOFILE to the hard limit: each connection is a descriptor, and a soft
+/// limit of 1024 (a common default) is below `listen.max_connections`' default plus the admin
+/// ports and outbound key fetches. Where the limit cannot be raised, say so once.
+fn raise_fd_limit(max_connections: usize) {
+    let wanted = max_connections as u64 + 2 * crate::server::ADMIN_MAX_CONNECTIONS as u64 + 64;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            "the open-file limit is below listen.max_connections plus headroom; raise the hard limit (ulimit -Hn) or lower listen.max_connections"
+        ),
+        Ok(limit) => tracing::debug!(limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot read or raise the open-file limit"),
+    }
+}
+
+async fn termination() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("interrupt: draining"),
+        _ = term => tracing::info!("SIGTERM: draining"),
+    }
+}
+
+/// SIGHUP → reload the config now. Installed in every mode: SIGHUP's default action would
+/// terminate the process.
+fn spawn_sighup(reloader: Option<crate::reload::Reloader>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("cannot listen for SIGHUP; the config file is still watched");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            match &reloader {
+                Some(r) => {
+                    tracing::info!("SIGHUP: reloading the config");
+                    r.trigger();
+                }
+                None => tracing::info!(
+                    "SIGHUP: the config does not come from a file; nothing to reload"
+                ),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reloader);
+}
+
+/// What `check-config` found: the summary line, or every error.
+pub fn check_config(
+    source: &crate::compat::Source,
+) -> Result<(crate::compat::Loaded, String), Vec<String>> {
+    let loaded = source
+        .load()
+        .map_err(|errs| errs.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let c = &loaded.config;
+    // jwks_file contents are part of the config: read them too.
+    let mut errors = Vec::new();
+    for (i, client) in c.clients.iter().enumerate() {
+        if let crate::config::KeySource::File(p) = &client.keys {
+            let r = crate::files::read_blocking(p)
+                .map_err(|e| e.to_string())
+                .and_then(|b| crate::keys::parse_jwks(&b, "check").map_err(|e| e.to_string()));
+            if let Err(e) = r {
+                errors.push(format!("clients[{i}].jwks_file: {}: {e}", p.display()));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let summary = format!(
+        "{source}: ok ({}, {})",
+        plural(c.clients.len(), "client"),
+        plural(c.rules.len(), "rule")
+    );
+    Ok((loaded, summary))
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn check_config_counts_in_words() {
+        assert_eq!(super::plural(1, "client"), "1 client");
+        assert_eq!(super::plural(2, "rule"), "2 rules");
+        assert_eq!(super::plural(0, "rule"), "0 rules");
+        let dir = std::env::temp_dir().join(format!("oidc-authz-run-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("one.yaml");
+        std::fs::write(
+            &path,
+            "clients:\n  - { name: a, issuer: https://sso.example.org/realms/x, audiences: [a] }\nrules:\n  - { name: all, match: { prefix: / } }\n",
+        )
+        .unwrap();
+        let (_, summary) = super::check_config(&crate::compat::Source::File(path.clone())).unwrap();
+        assert!(summary.ends_with("ok (1 client, 1 rule)"), "{summary}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
