@@ -497,22 +497,48 @@ async fn embedded_jwk_jku_x5u_x5c_are_never_trusted_and_never_fetched() {
         let tok = attacker.sign(header, &c);
         assert_deny(&fx.get("/admin/panel", Some(&tok)).await, *reason, what);
     }
-    // Give a stray fetch time to land before counting.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No waiting for a stray fetch to land: each count is read after a point that any earlier
+    // fetch must have passed.
+    //
+    // The attacker's listener accepts in order, so once our own probe has been answered, every
+    // connection made before it has been counted: exactly one (ours) means none came from the
+    // server — and shows the listener does count, so the zero it implies means something.
+    reqwest::get(format!("{base}/probe")).await.unwrap();
     assert_eq!(
         hits.load(Ordering::SeqCst),
-        0,
-        "no connection to a URL named in a token"
+        1,
+        "no connection to a URL named in a token (only the probe)"
     );
+    // Key-set fetches are single-flight: ours starts only after any fetch the server had in
+    // flight for these tokens has finished. Exactly our own fetches' hits afterwards means the
+    // attacks cost the IdP nothing.
+    let sets: Vec<_> = fx
+        .server
+        .state
+        .snapshot()
+        .key_sets()
+        .into_iter()
+        .filter(|ks| ks.id.contains("/realms/test"))
+        .collect();
+    assert!(!sets.is_empty());
+    for ks in &sets {
+        ks.fetch().await.unwrap();
+    }
+    let (jwks_mid, discovery_mid) = (fx.idp.jwks_hits(), fx.idp.discovery_hits());
+    for ks in &sets {
+        ks.fetch().await.unwrap();
+    }
+    // what one round of our own fetches costs the IdP (discovery may be cached)
+    let per_round = (
+        fx.idp.jwks_hits() - jwks_mid,
+        fx.idp.discovery_hits() - discovery_mid,
+    );
+    assert_eq!(per_round.0, sets.len() as u64);
     assert_eq!(
-        fx.idp.jwks_hits(),
-        jwks_before,
-        "inside the cooldown an attacker kid costs the IdP nothing"
+        (jwks_mid - jwks_before, discovery_mid - discovery_before),
+        per_round,
+        "inside the cooldown an attacker kid costs the IdP nothing (only our own fetch)"
     );
-    assert_eq!(fx.idp.discovery_hits(), discovery_before);
-    // the listener does count (so the zero above means something)
-    reqwest::get(format!("{base}/probe")).await.unwrap();
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
