@@ -51,16 +51,6 @@ const AUD: &str = "web-app";
 /// The P-256 group order n.
 const P256_N: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
 
-struct Fx {
-    idp: Idp,
-    rsa: TestKey,
-    ec: TestKey,
-    server: oidc_authz::server::RunningServer,
-    client: envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
-        tonic::transport::Channel,
-    >,
-}
-
 impl Fx {
     /// Default: a 30 s cooldown, so no refetch can happen during a test unless it waits.
     async fn new() -> Fx {
@@ -68,22 +58,12 @@ impl Fx {
     }
 
     async fn with_min_refresh(min: &str) -> Fx {
-        let rsa = TestKey::generate(Alg::RS256, "rsa-1");
-        let ec = TestKey::generate(Alg::ES256, "ec-1");
-        let idp = Idp::start(&[&rsa, &ec]).await;
-        let yaml = CONFIG
-            .replace("ISS", &idp.issuer)
-            .replace("MIN_REFRESH", min);
-        let server = start_server(&yaml).await;
-        wait_loaded(&server, "/realms/test").await;
-        let client = client(&server).await;
-        Fx {
-            idp,
-            rsa,
-            ec,
-            server,
-            client,
-        }
+        Fx::start(FxSpec {
+            config: &CONFIG.replace("MIN_REFRESH", min),
+            rsa_kid: "rsa-1",
+            publish_ec: true,
+        })
+        .await
     }
 
     fn iss(&self) -> String {
@@ -98,41 +78,6 @@ impl Fx {
     /// A token the server accepts (the baseline every attack is a variation of).
     fn good(&self) -> String {
         self.rsa.token(&self.claims(json!({})))
-    }
-
-    async fn get(&mut self, path: &str, auth: Option<&str>) -> Outcome {
-        self.call("GET", path, auth).await
-    }
-
-    async fn call(&mut self, method: &str, path: &str, auth: Option<&str>) -> Outcome {
-        let b = auth.map(bearer);
-        let mut h = vec![];
-        if let Some(b) = &b {
-            h.push(("authorization", b.as_str()));
-        }
-        check(
-            &mut self.client,
-            request(method, "api.example.org", path, &h),
-        )
-        .await
-    }
-
-    /// `GET /api/x` with this raw Authorization header value.
-    async fn with_authorization(&mut self, value: &str) -> Outcome {
-        check(
-            &mut self.client,
-            request(
-                "GET",
-                "api.example.org",
-                "/api/x",
-                &[("authorization", value)],
-            ),
-        )
-        .await
-    }
-
-    async fn send(&mut self, req: CheckRequest) -> Outcome {
-        check(&mut self.client, req).await
     }
 }
 

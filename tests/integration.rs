@@ -48,60 +48,23 @@ rules:
 default: deny
 "#;
 
-struct Fx {
-    idp: Idp,
-    rsa: TestKey,
-    ec: TestKey,
-    server: oidc_authz::server::RunningServer,
-    client: envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
-        tonic::transport::Channel,
-    >,
-}
-
 impl Fx {
     async fn new() -> Fx {
         Self::with_min_refresh("2s").await
     }
 
     async fn with_min_refresh(min: &str) -> Fx {
-        let rsa = TestKey::generate(Alg::RS256, "rsa-1");
-        let ec = TestKey::generate(Alg::ES256, "ec-1");
-        let idp = Idp::start(&[&rsa, &ec]).await;
-        let yaml = CONFIG
-            .replace("ISS", &idp.issuer)
-            .replace("MIN_REFRESH", min);
-        let server = start_server(&yaml).await;
-        wait_loaded(&server, "/realms/test").await;
-        let client = client(&server).await;
-        Fx {
-            idp,
-            rsa,
-            ec,
-            server,
-            client,
-        }
+        Fx::start(FxSpec {
+            config: &CONFIG.replace("MIN_REFRESH", min),
+            rsa_kid: "rsa-1",
+            publish_ec: true,
+        })
+        .await
     }
 
     fn core_token(&self, extra: serde_json::Value) -> String {
         self.rsa
             .token(&claims(&self.idp.issuer, json!("core-web-4414"), extra))
-    }
-
-    async fn get(&mut self, path: &str, auth: Option<&str>) -> Outcome {
-        self.call("GET", path, auth).await
-    }
-
-    async fn call(&mut self, method: &str, path: &str, auth: Option<&str>) -> Outcome {
-        let b = auth.map(bearer);
-        let mut h = vec![];
-        if let Some(b) = &b {
-            h.push(("authorization", b.as_str()));
-        }
-        check(
-            &mut self.client,
-            request(method, "api.example.org", path, &h),
-        )
-        .await
     }
 }
 
