@@ -859,8 +859,15 @@ fn serve_in_compatibility_mode_starts_and_never_logs_the_secret() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // give the (failing: sso.example.org is not reachable here) discovery a moment to log too
-    std::thread::sleep(Duration::from_millis(500));
+    // the (failing: sso.example.org is not reachable here) key-set fetch logs too: wait for that
+    // line, so the secret check below covers the failure path's log, however slow the machine
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.lock().unwrap().contains("key set fetch failed") && Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let exited = child.try_wait().unwrap();
     if exited.is_none() {
         child.kill().unwrap();
@@ -871,6 +878,7 @@ fn serve_in_compatibility_mode_starts_and_never_logs_the_secret() {
     assert!(exited.is_none(), "serve exited early:\n{log}");
     assert!(log.contains("serving"), "{log}");
     assert!(log.contains("flask-jwt-oidc compatibility"), "{log}");
+    assert!(log.contains("key set fetch failed"), "{log}");
     assert!(
         !log.contains(SECRET) && !log.contains(SECRET_NAMES),
         "{log}"

@@ -640,7 +640,11 @@ async fn ready_once_every_key_set_loaded() {
     );
     let server = start_server(&yaml).await;
     let url = format!("http://{}/readyz", server.admin_addr);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // not ready after a fetch has actually failed (not merely before the first one ended)
+    wait_until("a key-set fetch fails", Duration::from_secs(10), || {
+        server.state.metrics.jwks_fetch_count(&idp.issuer, false) >= 1
+    })
+    .await;
     assert_eq!(reqwest::get(&url).await.unwrap().status(), 503);
     let mut c = client(&server).await;
     let tok = key.token(&claims(&idp.issuer, json!("a"), json!({})));
