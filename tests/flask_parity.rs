@@ -21,13 +21,8 @@ use common::*;
 use oidc_authz::compat;
 use oidc_authz::decision::Reason;
 use oidc_authz::keys::Alg;
-use oidc_authz::server::RunningServer;
 use oidc_authz::testkit::{TestKey, claims, now};
 use serde_json::{Value, json};
-
-type Client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
-    tonic::transport::Channel,
->;
 
 /// The library's test setup as a config: client `example`, roles at `realm_access.roles`,
 /// token from the Authorization header, then the cookie `COOKIE`; the decorators as rules.
