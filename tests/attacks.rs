@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::*;
-use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
 use oidc_authz::decision::Reason;
 use oidc_authz::keys::Alg;
 use oidc_authz::testkit::{TestKey, claims, now};

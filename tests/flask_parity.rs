@@ -196,7 +196,7 @@ async fn cookie_token_present_and_absent() {
     assert_deny(&o, Reason::AuthorizationHeaderMissing, "no cookie");
     // the Authorization header is tried first: a bad one is not rescued by a good cookie
     let o = fx
-        .get(
+        .get_with(
             "/cookie-protected",
             &[("authorization", "Bearer junk"), ("cookie", &cookie)],
         )
