@@ -305,8 +305,15 @@ async fn key_rotation_needs_exactly_one_refetch_and_floods_respect_the_cooldown(
     fx.idp.set_keys(&[&new, &fx.rsa, &fx.ec]);
     let tok_new = new.token(&claims(&iss, json!("core-web-4414"), json!({})));
     let o = fx.get("/api/x", Some(&tok_new)).await;
+    let refetched = std::time::Instant::now();
     assert!(o.allowed(), "{o:?}");
     assert_eq!(fx.idp.jwks_hits(), 2, "exactly one refetch for the new kid");
+    // The bounds below count cooldown windows on the clock, not assume a flood fits in one: a
+    // slow machine may take longer than the cooldown to send 300 Checks.
+    let cooldown = Duration::from_secs(2);
+    let windows = |since: std::time::Instant| {
+        u64::try_from(since.elapsed().as_millis() / cooldown.as_millis()).unwrap_or(u64::MAX)
+    };
     assert!(fx.get("/api/x", Some(&tok_new)).await.allowed());
     assert!(
         fx.get("/api/x", Some(&fx.core_token(json!({}))))
@@ -343,12 +350,14 @@ async fn key_rotation_needs_exactly_one_refetch_and_floods_respect_the_cooldown(
         assert_deny(&t.await.unwrap(), Reason::UnknownKey);
     }
     let after_first_flood = fx.idp.jwks_hits();
+    let allowed = 3 + windows(refetched);
     assert!(
-        after_first_flood <= 3,
-        "at most one fetch per cooldown, got {after_first_flood}"
+        after_first_flood <= allowed,
+        "at most one fetch per cooldown, got {after_first_flood} (allowed {allowed})"
     );
     // After the cooldown, another flood may cause at most one more fetch.
     tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = std::time::Instant::now();
     let mut tasks = Vec::new();
     for tok in flood(300, "b") {
         let mut c = fx.client.clone();
@@ -366,7 +375,7 @@ async fn key_rotation_needs_exactly_one_refetch_and_floods_respect_the_cooldown(
     }
     let hits = fx.idp.jwks_hits();
     assert!(
-        hits <= after_first_flood + 1,
+        hits <= after_first_flood + 1 + windows(second),
         "one fetch per cooldown: {after_first_flood} -> {hits}"
     );
     assert!(
