@@ -18,11 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use oidc_authz::compat;
 use oidc_authz::decision::Reason;
 use oidc_authz::keys::Alg;
 use oidc_authz::server::RunningServer;
 use oidc_authz::testkit::{TestKey, claims, now};
+use oidc_authz::tools::compat;
 use serde_json::{Value, json};
 
 type Client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<

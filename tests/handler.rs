@@ -10,10 +10,10 @@ use envoy_types::ext_authz::v3::pb::Authorization;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::metrics::Metrics;
-use oidc_authz::service::AuthzService;
-use oidc_authz::state::ServerState;
+use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::ops::state::ServerState;
 use oidc_authz::testkit::{TestKey, claims, jwks};
 use serde_json::json;
 

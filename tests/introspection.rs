@@ -11,8 +11,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use common::*;
 use oidc_authz::decision::Reason;
+use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::service::AuthzService;
 use oidc_authz::testkit::{TestKey, claims, now};
 use serde_json::json;
 
