@@ -26,8 +26,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ListenLimits;
-use crate::service::AuthzService;
-use crate::state::ServerState;
+use crate::doors::grpc::AuthzService;
+use crate::ops::state::ServerState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -109,11 +109,12 @@ pub async fn serve(
         listeners.admin,
         ADMIN_MAX_CONNECTIONS,
         admin_stop_rx.clone(),
-        h1_handler(crate::admin::router(state.clone()), limits),
+        h1_handler(crate::doors::admin::router(state.clone()), limits),
     ));
     let admin_grpc_task = listeners.admin_grpc.map(|listener| {
-        let routes =
-            tonic::service::Routes::new(crate::admin_grpc::AdminService::server(state.clone()));
+        let routes = tonic::service::Routes::new(crate::doors::admin_grpc::AdminService::server(
+            state.clone(),
+        ));
         tokio::spawn(accept_loop(
             listener,
             ADMIN_MAX_CONNECTIONS,

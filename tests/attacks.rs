@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::*;
+use oidc_authz::core::token::{self, Headers, TokenSource};
 use oidc_authz::decision::Reason;
 use oidc_authz::keys::Alg;
 use oidc_authz::testkit::{TestKey, claims, now};
-use oidc_authz::token::{self, Headers, TokenSource};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -995,7 +995,7 @@ async fn a_one_mebibyte_token_is_refused_before_parsing_in_bounded_time() {
     // The decision itself (CheckRequest → Decision, no transport) takes the same short time
     // whatever the 1 MiB contain: the length is checked before a single byte is looked at.
     // Best of five, so that a busy machine's scheduling noise does not decide; no ratio asserted.
-    let service = oidc_authz::service::AuthzService::new(fx.server.state.clone());
+    let service = oidc_authz::doors::grpc::AuthzService::new(fx.server.state.clone());
     for (what, t) in [
         ("valid-looking", &looks_valid),
         ("garbage", &garbage),

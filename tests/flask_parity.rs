@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use oidc_authz::compat;
 use oidc_authz::decision::Reason;
 use oidc_authz::keys::Alg;
 use oidc_authz::testkit::{TestKey, claims, now};
+use oidc_authz::tools::compat;
 use serde_json::{Value, json};
 
 /// The library's test setup as a config: client `example`, roles at `realm_access.roles`,

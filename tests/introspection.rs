@@ -9,8 +9,8 @@ mod common;
 use base64::Engine as _;
 use common::*;
 use oidc_authz::decision::Reason;
+use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::service::AuthzService;
 use oidc_authz::testkit::{TestKey, claims, now};
 use serde_json::json;
 
@@ -74,9 +74,9 @@ async fn a_revoked_jwt_is_denied_within_cache_ttl() {
     // The clock is the `now` the decision is given (no wall-clock wait): the service's own path,
     // with its token cache and metrics, at chosen instants.
     let b = bearer(&tok);
-    let mut headers = oidc_authz::token::Headers::new();
+    let mut headers = oidc_authz::core::token::Headers::new();
     headers.push("authorization", &b);
-    let input = oidc_authz::check::CheckInput {
+    let input = oidc_authz::core::check::CheckInput {
         method: "GET",
         host: "h",
         path: "/api/x",
@@ -88,7 +88,7 @@ async fn a_revoked_jwt_is_denied_within_cache_ttl() {
         let cache = state.cache();
         let input = input.clone();
         async move {
-            oidc_authz::check::decide_with(&snap, Some(&cache), Some(&state.metrics), &input, t)
+            oidc_authz::core::check::decide_with(&snap, Some(&cache), Some(&state.metrics), &input, t)
                 .await
         }
     };

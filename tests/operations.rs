@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use oidc_authz::decision::Reason;
+use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::metrics::Metrics;
+use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::ops::state::ServerState;
 use oidc_authz::server::RunningServer;
-use oidc_authz::service::AuthzService;
-use oidc_authz::state::ServerState;
 use oidc_authz::testkit::{TestKey, claims, jwks};
 use serde_json::json;
 
@@ -133,19 +133,19 @@ async fn an_invalid_reload_is_rejected_and_the_old_config_keeps_serving() {
         tagged_config(&keys, "a").replace("audiences: [app]", "audiences: []"),
     )
     .unwrap();
-    let errors = oidc_authz::reload::reload_now(&state, &cfg_path).unwrap_err();
+    let errors = oidc_authz::ops::reload::reload_now(&state, &cfg_path).unwrap_err();
     assert!(
         errors.0.iter().any(|e| e.field == "clients[0].audiences"),
         "{errors}"
     );
     std::fs::write(&cfg_path, "clients: [").unwrap();
-    assert!(oidc_authz::reload::reload_now(&state, &cfg_path).is_err());
+    assert!(oidc_authz::ops::reload::reload_now(&state, &cfg_path).is_err());
     std::fs::write(
         &cfg_path,
         tagged_config(&std::path::PathBuf::from("/nonexistent.json"), "a"),
     )
     .unwrap();
-    let errors = oidc_authz::reload::reload_now(&state, &cfg_path).unwrap_err();
+    let errors = oidc_authz::ops::reload::reload_now(&state, &cfg_path).unwrap_err();
     assert!(
         errors.0.iter().any(|e| e.field == "clients[0].jwks_file"),
         "{errors}"
@@ -177,7 +177,7 @@ async fn an_invalid_reload_is_rejected_and_the_old_config_keeps_serving() {
     assert!(d.is_allow(), "{d:?}");
     // a good config afterwards is taken, and the gauge recovers
     std::fs::write(&cfg_path, tagged_config(&keys, "b")).unwrap();
-    oidc_authz::reload::reload_now(&state, &cfg_path).unwrap();
+    oidc_authz::ops::reload::reload_now(&state, &cfg_path).unwrap();
     assert!(
         metrics
             .render()
@@ -206,7 +206,8 @@ async fn a_configmap_symlink_swap_is_picked_up() {
         Arc::new(Metrics::new()),
     )
     .unwrap();
-    let _r = oidc_authz::reload::spawn(state.clone(), cfg_path.clone(), Duration::from_millis(100));
+    let _r =
+        oidc_authz::ops::reload::spawn(state.clone(), cfg_path.clone(), Duration::from_millis(100));
     assert_eq!(state.snapshot().config.rules[0].name, "rule-a");
     // atomic swap of ..data, as the kubelet does
     std::os::unix::fs::symlink("..v2", dir.join("..data_tmp")).unwrap();
@@ -614,7 +615,8 @@ async fn a_jwks_file_change_alone_reloads_the_keys() {
         Arc::new(Metrics::new()),
     )
     .unwrap();
-    let _r = oidc_authz::reload::spawn(state.clone(), cfg_path.clone(), Duration::from_millis(100));
+    let _r =
+        oidc_authz::ops::reload::spawn(state.clone(), cfg_path.clone(), Duration::from_millis(100));
     let svc = AuthzService::new(state.clone());
     let b = bearer(&new.token(&claims(
         "https://issuer.example.org",

@@ -19,9 +19,9 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 use oidc_authz::config;
-use oidc_authz::metrics::Metrics;
+use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::ops::state::ServerState;
 use oidc_authz::server::RunningServer;
-use oidc_authz::state::ServerState;
 use oidc_authz::testkit::TestKey;
 
 pub const MODE_UP: u8 = 0;

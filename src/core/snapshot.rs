@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::{ClientConfig, Config, ConfigError, ConfigErrors, KeySource};
-use crate::jwks::{KeyRegistry, KeySet};
+use crate::outside::jwks::{KeyRegistry, KeySet};
 
 /// The header naming the routed client, always set (or removed) by us.
 pub const CLIENT_HEADER: &str = "x-authz-client";
@@ -17,7 +17,7 @@ pub struct Client {
     pub cfg: ClientConfig,
     pub key_set: Arc<KeySet>,
     /// RFC 7662 introspection, when the client configures it.
-    pub introspector: Option<Arc<crate::introspect::Introspector>>,
+    pub introspector: Option<Arc<crate::outside::introspect::Introspector>>,
 }
 
 #[derive(Debug)]
@@ -48,7 +48,7 @@ impl Snapshot {
                     cfg: c.clone(),
                     key_set: ks,
                     introspector: c.introspection.clone().map(|ic| {
-                        Arc::new(crate::introspect::Introspector::new(
+                        Arc::new(crate::outside::introspect::Introspector::new(
                             ic,
                             &c.issuer,
                             registry.fetcher(),

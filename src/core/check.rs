@@ -6,16 +6,16 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use crate::cache::{Entry, TokenCache};
-use crate::introspect::Answer;
-use crate::metrics::Metrics;
+use crate::core::cache::{Entry, TokenCache};
+use crate::ops::metrics::Metrics;
+use crate::outside::introspect::Answer;
 
 use crate::config::DefaultAction;
+use crate::core::policy::{self, AuthMode};
+use crate::core::snapshot::{CLIENT_HEADER, Snapshot};
+use crate::core::token::{self, Headers};
+use crate::core::verify::{self, Failure};
 use crate::decision::{Allow, Decision, Deny, Reason};
-use crate::policy::{self, AuthMode};
-use crate::snapshot::{CLIENT_HEADER, Snapshot};
-use crate::token::{self, Headers};
-use crate::verify::{self, Failure};
 
 /// The parts of a CheckRequest the decision needs, borrowed from it.
 #[derive(Debug, Default, Clone)]
@@ -284,7 +284,7 @@ async fn verify_fresh(
 
 /// Ask the introspection endpoint; a deny for inactive or unanswerable tokens.
 async fn ask(
-    intro: &crate::introspect::Introspector,
+    intro: &crate::outside::introspect::Introspector,
     raw: &str,
     exp: Option<i64>,
     now: i64,

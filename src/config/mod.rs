@@ -15,10 +15,10 @@ use serde::Deserialize;
 
 // config imports neither `jwks` nor `introspect`: the types they need from the config live
 // here, and URL rules come from `fetch` (one-way: config → fetch).
-use crate::fetch::validate_url;
+use crate::core::policy::{AuthMode, Condition, HostMatcher, PathMatcher, Rule};
+use crate::core::token::TokenSource;
 use crate::keys::Alg;
-use crate::policy::{AuthMode, Condition, HostMatcher, PathMatcher, Rule};
-use crate::token::TokenSource;
+use crate::outside::fetch::validate_url;
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,10 +67,10 @@ pub struct Config {
     pub jwks: JwksSettings,
     pub clients: Vec<ClientConfig>,
     /// In order (first match wins), indexed by first path segment.
-    pub rules: crate::policy::Rules,
+    pub rules: crate::core::policy::Rules,
     pub default: DefaultAction,
     /// Verified-token cache limits.
-    pub cache: crate::cache::CacheLimits,
+    pub cache: crate::core::cache::CacheLimits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,8 +155,8 @@ impl KeySource {
     /// redacted: a `user:${PASSWORD}@` or a query secret never becomes a label.
     pub fn id(&self) -> String {
         match self {
-            KeySource::Discovery { issuer } => crate::fetch::redact(issuer),
-            KeySource::Uri(u) => crate::fetch::redact(u),
+            KeySource::Discovery { issuer } => crate::outside::fetch::redact(issuer),
+            KeySource::Uri(u) => crate::outside::fetch::redact(u),
             KeySource::File(p) => format!("file:{}", p.display()),
         }
     }
@@ -372,7 +372,7 @@ enum RawDuration {
 /// Read and validate a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     // Regular files only, size-capped (`files`): a FIFO or device here must not hang a reload.
-    let bytes = crate::files::read_blocking(path)
+    let bytes = crate::outside::files::read_blocking(path)
         .map_err(|e| ConfigErrors::one("config", format!("cannot read {e}")))?;
     let text = String::from_utf8(bytes)
         .map_err(|_| ConfigErrors::one("config", format!("{} is not UTF-8", path.display())))?;
@@ -479,8 +479,8 @@ impl Validator<'_> {
         }
     }
 
-    fn cache(&mut self, raw: RawCache) -> crate::cache::CacheLimits {
-        let d = crate::cache::CacheLimits::default();
+    fn cache(&mut self, raw: RawCache) -> crate::core::cache::CacheLimits {
+        let d = crate::core::cache::CacheLimits::default();
         let max_bytes = match raw.max_bytes {
             None => d.max_bytes,
             Some(RawBytes::Bytes(b)) => b,
@@ -498,7 +498,7 @@ impl Validator<'_> {
         if max_bytes > 16 * 1024 * 1024 * 1024 {
             self.err("cache.max_bytes", "must be at most 16GiB");
         }
-        crate::cache::CacheLimits {
+        crate::core::cache::CacheLimits {
             max_entries: raw.max_entries.unwrap_or(d.max_entries),
             max_bytes,
         }
@@ -680,7 +680,7 @@ impl Validator<'_> {
             );
         }
         if let Some(ca) = &s.ca_file {
-            match crate::files::read_blocking(ca) {
+            match crate::outside::files::read_blocking(ca) {
                 Err(e) => self.err("jwks.ca_file", e.to_string()),
                 Ok(pem) => match reqwest::Certificate::from_pem_bundle(&pem) {
                     Ok(certs) if !certs.is_empty() => {}

@@ -296,7 +296,7 @@ impl Fetcher {
         );
         let url = validate_url(&raw)?;
         let resp = self.get(&url, timeout, MAX_DOCUMENT_BYTES).await?;
-        let doc = crate::token::strict_object(&resp.body).map_err(|e| FetchError::Body {
+        let doc = crate::core::token::strict_object(&resp.body).map_err(|e| FetchError::Body {
             url: redact(&raw),
             message: format!("not a JSON object: {e}"),
         })?;

@@ -18,10 +18,10 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 
-use crate::check::{self, CheckInput, lower_name};
+use crate::core::check::{self, CheckInput, lower_name};
+use crate::core::token::Headers;
 use crate::decision::{Allow, Decision, DenyKind, Reason};
-use crate::state::ServerState;
-use crate::token::Headers;
+use crate::ops::state::ServerState;
 
 /// The Authorization service; cheap to clone (shares the server state).
 #[derive(Clone)]

@@ -690,7 +690,7 @@ impl Source {
         let (names, env) = process_env();
         match self {
             Source::File(path) => {
-                let text = crate::files::read_blocking(path)
+                let text = crate::outside::files::read_blocking(path)
                     .map_err(|e| e.to_string())
                     .and_then(|b| {
                         String::from_utf8(b).map_err(|_| format!("{}: not UTF-8", path.display()))
@@ -741,9 +741,9 @@ mod tests {
     use std::collections::HashMap;
 
     use super::*;
-    use crate::jwks::KeySource;
+    use crate::core::token::TokenSource;
     use crate::keys::Alg;
-    use crate::token::TokenSource;
+    use crate::outside::jwks::KeySource;
 
     const ISS: &str = "https://sso.example.org/auth/realms/standard";
 
@@ -810,7 +810,7 @@ mod tests {
         assert_eq!(c.rules.len(), 1);
         assert_eq!(c.rules[0].name, REQUIRES_AUTH_RULE);
         assert!(c.rules[0].path.matches("/anything/at/all"));
-        assert_eq!(c.rules[0].auth, crate::policy::AuthMode::Required);
+        assert_eq!(c.rules[0].auth, crate::core::policy::AuthMode::Required);
         assert!(d.notes.is_empty(), "{:?}", d.notes);
     }
 
@@ -864,7 +864,7 @@ mod tests {
         assert!(c.jwks.min_refresh_interval <= c.jwks.refresh_interval);
         assert_eq!(c.listen.grpc.to_string(), "127.0.0.1:7001");
         let rules: Vec<_> = c.rules.iter().map(|r| (r.name.as_str(), r.auth)).collect();
-        use crate::policy::AuthMode;
+        use crate::core::policy::AuthMode;
         assert_eq!(
             rules,
             [

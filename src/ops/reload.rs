@@ -27,8 +27,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::config::{self, ConfigErrors, KeySource};
-use crate::files::{self, FileError, Stamp};
-use crate::state::ServerState;
+use crate::ops::state::ServerState;
+use crate::outside::files::{self, FileError, Stamp};
 
 /// How often the config file is checked for changes. In-place writes apply within
 /// `DEFAULT_POLL + DEFAULT_SETTLE` (1.5 s, inside the 2 s contract); renames within one poll.

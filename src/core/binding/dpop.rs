@@ -1,7 +1,7 @@
 //! DPoP proofs (RFC 9449 §4): parse one proof and verify it against the request and the
 //! access token it accompanies, exactly as DESIGN §10 lists (RFC 9449 §4.3 checks 1–12).
 //!
-//! Parsing is strict like [`crate::token`]: the size cap ([`MAX_PROOF_BYTES`]) comes before
+//! Parsing is strict like [`crate::core::token`]: the size cap ([`MAX_PROOF_BYTES`]) comes before
 //! anything else; then exactly three segments, canonical unpadded base64url, header and claims
 //! one JSON object each with no duplicate member names at any depth ([`token::strict_object`]).
 //! `token::parse` itself does not fit: it deliberately never reads the `jwk` header, which is
@@ -39,8 +39,8 @@ use super::cnf::{THUMBPRINT_B64_LEN, encode_sha256_b64};
 use super::nonce::NonceKey;
 pub use super::replay::MAX_JTI_BYTES;
 use super::replay::ReplayMemory;
+use crate::core::token;
 use crate::keys::{self, Alg, Key};
-use crate::token;
 
 /// Proofs longer than this are refused before any parsing (DESIGN §10).
 pub const MAX_PROOF_BYTES: usize = 8 * 1024;

@@ -11,7 +11,7 @@
 use std::fmt;
 
 use crate::config::{Config, DefaultAction};
-use crate::policy::{AuthMode, Condition, GlobSegment, HostMatcher, PathMatcher, Rule};
+use crate::core::policy::{AuthMode, Condition, GlobSegment, HostMatcher, PathMatcher, Rule};
 
 /// HTTP methods that change state: `auth: none` on them is worth a second look.
 const WRITE_METHODS: [&str; 4] = ["POST", "PUT", "PATCH", "DELETE"];

@@ -1,4 +1,4 @@
-//! Key sets (JWKS): fetch (through [`crate::fetch`]), parse, cache, background refresh,
+//! Key sets (JWKS): fetch (through [`crate::outside::fetch`]), parse, cache, background refresh,
 //! unknown-kid refetch.
 //!
 //! A [`KeySet`] is shared by every client whose keys come from the same place (many SSO clients
@@ -23,12 +23,12 @@ use tokio::time::Instant;
 use crate::config::JwksSettings;
 /// Configuration type, defined in `config` (re-exported for existing users of this path).
 pub use crate::config::KeySource;
-use crate::fetch::{self, Fetcher};
+use crate::outside::fetch::{self, Fetcher};
 // The pure key types live in `crate::keys` (issue 12); re-exported so existing
 // `jwks::Alg` / `jwks::parse_jwks` paths keep compiling.
 use crate::keys::JwksError;
 pub use crate::keys::{Alg, Key, KeyType, parse_jwk, parse_jwks, parse_max_age};
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 
 /// A key set's keys at one moment. Replaced whole on every change (readers never lock).
 #[derive(Debug)]
@@ -71,7 +71,7 @@ pub enum FetchError {
     #[error(transparent)]
     Fetch(#[from] fetch::FetchError),
     #[error(transparent)]
-    File(#[from] crate::files::FileError),
+    File(#[from] crate::outside::files::FileError),
     #[error("{0}")]
     Keys(String),
 }
@@ -297,7 +297,8 @@ impl KeySet {
         let timeout = self.settings.load().timeout;
         let fetcher = match (&self.source, &self.fetcher) {
             (KeySource::File(p), _) => {
-                let bytes = crate::files::read(p, crate::files::READ_TIMEOUT).await?;
+                let bytes =
+                    crate::outside::files::read(p, crate::outside::files::READ_TIMEOUT).await?;
                 return Ok((parse_jwks(&bytes, &self.id)?, None));
             }
             (_, Some(f)) => f,
@@ -390,7 +391,7 @@ impl KeyRegistry {
 
     pub fn new(metrics: Arc<Metrics>, ca_file: Option<&std::path::Path>) -> Result<Self, String> {
         let pem = ca_file
-            .map(crate::files::read_blocking)
+            .map(crate::outside::files::read_blocking)
             .transpose()
             .map_err(|e| e.to_string())?;
         Ok(KeyRegistry {
@@ -410,7 +411,7 @@ impl KeyRegistry {
         settings: &JwksSettings,
     ) -> Result<Arc<KeySet>, FetchError> {
         if let KeySource::File(p) = source {
-            let bytes = crate::files::read_blocking(p)?;
+            let bytes = crate::outside::files::read_blocking(p)?;
             let ks = KeySet::new(source.clone(), settings.clone(), None, self.metrics.clone());
             ks.install(parse_jwks(&bytes, &ks.id)?);
             return Ok(Arc::new(ks));

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::check::CheckInput;
+use crate::core::check::CheckInput;
+use crate::core::token::Headers;
 use crate::decision::Decision;
-use crate::state::ServerState;
-use crate::token::Headers;
+use crate::ops::state::ServerState;
 
 /// Generated from proto/ by build.rs.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
@@ -36,7 +36,7 @@ impl AdminService {
 
 /// Explain a request against a snapshot; shared by the gRPC call and the offline CLI.
 pub async fn explain_request(
-    snap: &crate::snapshot::Snapshot,
+    snap: &crate::core::snapshot::Snapshot,
     req: &ExplainRequest,
 ) -> ExplainResponse {
     let bearer = (!req.token.is_empty()).then(|| format!("Bearer {}", req.token));
@@ -70,7 +70,7 @@ pub async fn explain_request(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let ex = crate::explain::explain(snap, &input, now).await;
+    let ex = crate::tools::explain::explain(snap, &input, now).await;
     let steps = ex
         .steps
         .iter()
@@ -108,7 +108,7 @@ pub async fn explain_request(
 }
 
 /// Describe every key set of a snapshot.
-pub fn key_sets(snap: &crate::snapshot::Snapshot) -> KeySetsResponse {
+pub fn key_sets(snap: &crate::core::snapshot::Snapshot) -> KeySetsResponse {
     let key_sets = snap
         .key_sets()
         .iter()

@@ -14,7 +14,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::config::IntrospectionConfig;
-use crate::fetch::{self, Fetcher};
+use crate::outside::fetch::{self, Fetcher};
 
 /// What the endpoint said.
 #[derive(Debug)]
@@ -173,7 +173,7 @@ impl Introspector {
             .fetcher
             .post_form(&endpoint, &basic, form, self.cfg.timeout, MAX_BODY)
             .await?;
-        let doc = crate::token::strict_object(&resp.body)
+        let doc = crate::core::token::strict_object(&resp.body)
             .map_err(|e| IntrospectError::NotJson(e.to_string()))?;
         match doc.get("active") {
             Some(Value::Bool(true)) => Ok(Answer::Active(doc)),

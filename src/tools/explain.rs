@@ -7,12 +7,12 @@
 
 use serde_json::Value;
 
-use crate::check::{self, CheckInput, DEFAULT_RULE};
 use crate::config::DefaultAction;
+use crate::core::check::{self, CheckInput, DEFAULT_RULE};
+use crate::core::policy;
+use crate::core::snapshot::Snapshot;
+use crate::core::token;
 use crate::decision::Decision;
-use crate::policy;
-use crate::snapshot::Snapshot;
-use crate::token;
 
 /// The decision plus what each step saw.
 #[derive(Debug, Clone)]
@@ -36,10 +36,10 @@ impl Explanation {
 
 /// `oidc-authz explain` output, human-readable: one step per line, the decision, and the key sets
 /// when asked. The one rendering of an explanation; the offline and `--server` modes both come
-/// through [`crate::admin_grpc::pb::ExplainResponse`].
+/// through [`crate::doors::admin_grpc::pb::ExplainResponse`].
 pub fn render_text(
-    resp: &crate::admin_grpc::pb::ExplainResponse,
-    key_sets: Option<&crate::admin_grpc::pb::KeySetsResponse>,
+    resp: &crate::doors::admin_grpc::pb::ExplainResponse,
+    key_sets: Option<&crate::doors::admin_grpc::pb::KeySetsResponse>,
 ) -> String {
     use std::fmt::Write as _;
     let dash = |s: &str| {
@@ -104,8 +104,8 @@ pub fn render_text(
 
 /// `oidc-authz explain --json` output.
 pub fn render_json(
-    resp: &crate::admin_grpc::pb::ExplainResponse,
-    key_sets: Option<&crate::admin_grpc::pb::KeySetsResponse>,
+    resp: &crate::doors::admin_grpc::pb::ExplainResponse,
+    key_sets: Option<&crate::doors::admin_grpc::pb::KeySetsResponse>,
 ) -> Value {
     serde_json::json!({
         "decision": resp.decision, "reason": resp.reason, "http_status": resp.http_status,
@@ -128,7 +128,7 @@ pub fn cli_request(
     path: String,
     host: String,
     header_lines: &[String],
-) -> Result<crate::admin_grpc::pb::ExplainRequest, String> {
+) -> Result<crate::doors::admin_grpc::pb::ExplainRequest, String> {
     let token = match (token, token_file) {
         (Some(t), _) => t.trim().to_owned(),
         (None, Some(f)) => std::fs::read_to_string(f)
@@ -144,7 +144,7 @@ pub fn cli_request(
             .ok_or_else(|| format!("--header `{h}`: expected `name: value`"))?;
         headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
     }
-    Ok(crate::admin_grpc::pb::ExplainRequest {
+    Ok(crate::doors::admin_grpc::pb::ExplainRequest {
         method,
         path,
         host,
@@ -157,21 +157,21 @@ pub fn cli_request(
 /// fetch, and explain `req`; `with_key_sets` also lists the key sets. Returns the warnings
 /// (key sets that did not load) alongside.
 pub async fn explain_offline(
-    source: &crate::compat::Source,
-    req: &crate::admin_grpc::pb::ExplainRequest,
+    source: &crate::tools::compat::Source,
+    req: &crate::doors::admin_grpc::pb::ExplainRequest,
     with_key_sets: bool,
 ) -> Result<
     (
-        crate::admin_grpc::pb::ExplainResponse,
-        Option<crate::admin_grpc::pb::KeySetsResponse>,
+        crate::doors::admin_grpc::pb::ExplainResponse,
+        Option<crate::doors::admin_grpc::pb::KeySetsResponse>,
         Vec<String>,
     ),
     String,
 > {
     let loaded = source.load().map_err(|e| format!("invalid config:\n{e}"))?;
-    let state = crate::state::ServerState::new(
+    let state = crate::ops::state::ServerState::new(
         loaded.config,
-        std::sync::Arc::new(crate::metrics::Metrics::new()),
+        std::sync::Arc::new(crate::ops::metrics::Metrics::new()),
     )
     .map_err(|e| format!("invalid config:\n{e}"))?;
     let snap = state.snapshot();
@@ -186,24 +186,24 @@ pub async fn explain_offline(
             ));
         }
     }
-    let resp = crate::admin_grpc::explain_request(&snap, req).await;
-    let ks = with_key_sets.then(|| crate::admin_grpc::key_sets(&snap));
+    let resp = crate::doors::admin_grpc::explain_request(&snap, req).await;
+    let ks = with_key_sets.then(|| crate::doors::admin_grpc::key_sets(&snap));
     Ok((resp, ks, warnings))
 }
 
 /// Explain against a live server's admin gRPC API (`listen.admin_grpc`).
 pub async fn explain_remote(
     addr: &str,
-    req: crate::admin_grpc::pb::ExplainRequest,
+    req: crate::doors::admin_grpc::pb::ExplainRequest,
     with_key_sets: bool,
 ) -> Result<
     (
-        crate::admin_grpc::pb::ExplainResponse,
-        Option<crate::admin_grpc::pb::KeySetsResponse>,
+        crate::doors::admin_grpc::pb::ExplainResponse,
+        Option<crate::doors::admin_grpc::pb::KeySetsResponse>,
     ),
     String,
 > {
-    use crate::admin_grpc::pb;
+    use crate::doors::admin_grpc::pb;
     let url = if addr.contains("://") {
         addr.to_owned()
     } else {
@@ -313,7 +313,7 @@ pub async fn explain(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Expla
                         short(c.get("exp")),
                     ),
                 );
-                match crate::verify::route(snap, c) {
+                match crate::core::verify::route(snap, c) {
                     Err(d) => push("route", format!("{}: {}", d.reason.code(), d.detail)),
                     Ok(i) => {
                         let client = &snap.clients[i];

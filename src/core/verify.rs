@@ -6,11 +6,11 @@
 use serde_json::{Map, Value};
 
 use crate::config::ClientConfig;
+use crate::core::snapshot::Snapshot;
+use crate::core::token::Jwt;
 use crate::decision::{Deny, Reason};
-use crate::jwks::KeyState;
 use crate::keys::{Alg, Key};
-use crate::snapshot::Snapshot;
-use crate::token::Jwt;
+use crate::outside::jwks::KeyState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -307,7 +307,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::jwks::KeySource;
+    use crate::outside::jwks::KeySource;
     use crate::testkit::{TestKey, key_state};
 
     const ISS: &str = "https://idp.example.org/realms/test";
@@ -354,7 +354,7 @@ mod tests {
         now: i64,
     ) -> Option<Reason> {
         let token = key.sign(&header, &claims);
-        let jwt = crate::token::parse(&token).unwrap();
+        let jwt = crate::core::token::parse(&token).unwrap();
         match verify(c, &key_state(&[key]), true, &jwt, now) {
             Ok(()) => None,
             Err(Failure::Deny(d)) => Some(d.reason),
@@ -546,12 +546,12 @@ mod tests {
         let c = client();
         let cl = claims(json!({}));
         let kidless = signer.sign(&json!({"alg": "EdDSA"}), &cl);
-        let jwt = crate::token::parse(&kidless).unwrap();
+        let jwt = crate::core::token::parse(&kidless).unwrap();
         let junk = {
             let other = TestKey::generate(Alg::EdDSA, "other");
             other.sign(&json!({"alg": "EdDSA"}), &cl)
         };
-        let junk = crate::token::parse(&junk).unwrap();
+        let junk = crate::core::token::parse(&junk).unwrap();
         // up to MAX_KIDLESS_KEYS keys for the alg: tried
         assert_eq!(verify(&c, &key_state(few), true, &jwt, NOW), Ok(()));
         assert_eq!(
@@ -579,7 +579,7 @@ mod tests {
         assert_eq!(verify(&c, &key_state(&mixed), true, &jwt, NOW), Ok(()));
         // with its kid the same token verifies in the large set
         let with_kid = signer.token(&cl);
-        let with_kid = crate::token::parse(&with_kid).unwrap();
+        let with_kid = crate::core::token::parse(&with_kid).unwrap();
         assert_eq!(verify(&c, &key_state(&all), true, &with_kid, NOW), Ok(()));
         assert!(KID_REQUIRED.contains(&format!("more than {MAX_KIDLESS_KEYS} keys")));
     }

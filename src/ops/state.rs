@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::config::{Config, ConfigErrors};
-use crate::jwks::KeyRegistry;
-use crate::metrics::Metrics;
-use crate::snapshot::Snapshot;
+use crate::core::snapshot::Snapshot;
+use crate::ops::metrics::Metrics;
+use crate::outside::jwks::KeyRegistry;
 
 pub struct ServerState {
     snapshot: ArcSwap<Snapshot>,
     /// Verified tokens; replaced only when a reload changes its limits.
-    cache: ArcSwap<crate::cache::TokenCache>,
+    cache: ArcSwap<crate::core::cache::TokenCache>,
     pub metrics: Arc<Metrics>,
     pub registry: KeyRegistry,
     draining: AtomicBool,
@@ -41,7 +41,7 @@ impl ServerState {
                     message: m,
                 }])
             })?;
-        let cache = crate::cache::TokenCache::new(config.cache);
+        let cache = crate::core::cache::TokenCache::new(config.cache);
         let snap = Snapshot::build(config, &registry, 1)?;
         metrics.config_reload(true);
         Ok(Arc::new(ServerState {
@@ -67,7 +67,7 @@ impl ServerState {
             Ok(snap) => {
                 if self.cache.load().limits() != limits {
                     self.cache
-                        .store(Arc::new(crate::cache::TokenCache::new(limits)));
+                        .store(Arc::new(crate::core::cache::TokenCache::new(limits)));
                 }
                 self.snapshot.store(Arc::new(snap));
                 self.metrics.config_reload(true);
@@ -81,7 +81,7 @@ impl ServerState {
     }
 
     /// The verified-token cache (an `Arc`, so it may be held across an await).
-    pub fn cache(&self) -> Arc<crate::cache::TokenCache> {
+    pub fn cache(&self) -> Arc<crate::core::cache::TokenCache> {
         self.cache.load_full()
     }
 

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
+use crate::core::token::claim;
 use crate::decision::{Deny, Reason};
-use crate::token::claim;
 
 /// Paths longer than this (after the query is cut) are `invalid_path`.
 pub const MAX_PATH_BYTES: usize = 8192;

@@ -458,7 +458,7 @@ mod tests {
     }
 
     fn claims_entry(token: &str, claims_json: &str) -> Entry {
-        let claims = crate::token::strict_object(claims_json.as_bytes()).unwrap();
+        let claims = crate::core::token::strict_object(claims_json.as_bytes()).unwrap();
         Entry::new(
             token,
             0,

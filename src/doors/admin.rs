@@ -9,7 +9,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::state::ServerState;
+use crate::ops::state::ServerState;
 
 pub fn router(state: Arc<ServerState>) -> Router {
     Router::new()
