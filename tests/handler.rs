@@ -13,13 +13,13 @@ use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, 
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
 use oidc_authz::core::check::{self, CheckInput};
+use oidc_authz::core::token::Headers;
 use oidc_authz::decision::{Decision, Reason};
 use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
 use oidc_authz::ops::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
 use oidc_authz::testkit::{TestKey, claims, jwks};
-use oidc_authz::core::token::Headers;
 use serde_json::json;
 
 const ISS: &str = "https://issuer.example.org/realms/r";

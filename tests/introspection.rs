@@ -88,8 +88,14 @@ async fn a_revoked_jwt_is_denied_within_cache_ttl() {
         let cache = state.cache();
         let input = input.clone();
         async move {
-            oidc_authz::core::check::decide_with(&snap, Some(&cache), Some(&state.metrics), &input, t)
-                .await
+            oidc_authz::core::check::decide_with(
+                &snap,
+                Some(&cache),
+                Some(&state.metrics),
+                &input,
+                t,
+            )
+            .await
         }
     };
     let t0 = now();
