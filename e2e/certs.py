@@ -130,3 +130,13 @@ def make_pki(outdir: Path) -> TestPki:
         rogue_ca=rogue_ca,
         rogue=issue(rogue_ca, outdir, "rogue", "e2e-rogue"),
     )
+
+
+if __name__ == "__main__":  # scripts/validate-envoy.sh: `python e2e/certs.py DIR` writes the files it renders
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: certs.py OUTDIR")
+    pki = make_pki(Path(sys.argv[1]))
+    for item in (pki.ca, pki.server, pki.client, pki.other, pki.rogue_ca, pki.rogue):
+        print(f"{item.name}: {item.cert_path} {item.key_path}")
