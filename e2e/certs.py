@@ -109,7 +109,7 @@ def issue(ca: Issued, outdir: Path, name: str, cn: str, *, server: bool = False)
 
 
 @dataclass
-class TestPki:
+class Pki:
     ca: Issued
     server: Issued
     client: Issued
@@ -118,11 +118,11 @@ class TestPki:
     rogue: Issued
 
 
-def make_pki(outdir: Path) -> TestPki:
+def make_pki(outdir: Path) -> Pki:
     outdir.mkdir(parents=True, exist_ok=True)
     ca = make_ca(outdir)
     rogue_ca = make_ca(outdir, "rogue-ca", "not the e2e CA")
-    return TestPki(
+    return Pki(
         ca=ca,
         server=issue(ca, outdir, "server", "127.0.0.1", server=True),
         client=issue(ca, outdir, "client", "e2e-client"),

@@ -31,7 +31,7 @@
 //   billing-app    roles [billing_user]                 resources: billing
 //   dpop-app       roles [orders_reader]                resources: orders   DPoP-bound tokens only
 //   dpop-nonce-app roles [orders_reader]                resources: orders   DPoP-bound, token endpoint demands nonces
-//   mtls-app       roles [orders_reader]                resources: orders   certificate-bound tokens
+//   mtls-app       roles [orders_reader]                resources: orders, billing   certificate-bound tokens
 //
 // Sender-constrained tokens (RFC 9449, RFC 8705; features.dPoP and features.mTLS):
 //   * DPoP: a token request carrying a valid `DPoP` proof header gets `token_type: DPoP` and a JWT with
@@ -117,7 +117,7 @@ const CLIENTS = {
   },
   'mtls-app': {
     roles: ['orders_reader'],
-    resources: ['https://api.example/orders'],
+    resources: ['https://api.example/orders', 'https://api.example/billing'],
     metadata: { tls_client_certificate_bound_access_tokens: true },
   },
 };
