@@ -473,6 +473,20 @@ def test_harness_envoy_tls_listener_requires_a_certificate_from_the_ca(harness, 
         assert_tls_refused(port, pki, pki.rogue)   # a certificate from another CA
 
 
+def test_harness_envoy_mtls_sample_fails_closed_without_oidc_authz(harness):
+    # the sample as shipped (failure_mode_allow: false) in front of a closed ext_authz port: 503, never the upstream
+    ports = {"ENVOY_MTLS_PORT": free_port(), "ENVOY_XFCC_PORT": free_port()}
+    proc, _ = start_envoy(harness, "envoy-tls-closed", "envoy-mtls.yaml",
+                          {**ports, **mtls_values(harness), "OIDC_AUTHZ_HOST": "127.0.0.1",
+                           "OIDC_AUTHZ_PORT": free_port()})
+    try:
+        for port in ports.values():
+            resp = https_request(port, "GET", "/api/orders", pki=harness.pki, cert=harness.pki.client)
+            assert resp.status == 503 and b'"headers"' not in resp.body, resp
+    finally:
+        proc.stop()
+
+
 def test_harness_envoy_forwards_the_verified_certificate_in_xfcc(harness, tls_envoy):
     pki = harness.pki
     forged = f"Hash={hashlib.sha256(pki.client.der).hexdigest()};Cert=\"{urllib.parse.quote(pki.client.pem)}\""
