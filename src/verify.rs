@@ -327,6 +327,7 @@ mod tests {
             roles: vec![],
             headers: vec![],
             introspection: None,
+            binding: crate::binding::BindingConfig::defaults(Duration::from_secs(LEEWAY as u64)),
         }
     }
 
