@@ -34,6 +34,15 @@ pub enum Reason {
     IntrospectionUnavailable,
     /// The CheckRequest is larger than `listen.max_request_bytes` (headers or body too big).
     RequestTooLarge,
+    /// DPoP proof missing, duplicated or failing an RFC 9449 §4.3 check (DESIGN §10).
+    InvalidDpopProof,
+    /// The client demands DPoP server nonces and the proof's is missing or stale.
+    UseDpopNonce,
+    /// The token's binding (`cnf`) does not fit the request: scheme downgrade, DPoP scheme
+    /// with an unbound token, wrong or missing client certificate.
+    BindingMismatch,
+    /// `binding.require: true` and the token has no `cnf`.
+    BindingRequired,
 }
 
 /// What kind of deny a reason is, which decides the HTTP status, the gRPC code and the challenge.
@@ -51,7 +60,7 @@ pub enum DenyKind {
 
 impl Reason {
     /// Every reason, in table order (used by tests and docs).
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 26] = [
         Reason::AuthorizationHeaderMissing,
         Reason::TokenMalformed,
         Reason::UnknownIssuer,
@@ -74,6 +83,10 @@ impl Reason {
         Reason::TokenInactive,
         Reason::IntrospectionUnavailable,
         Reason::RequestTooLarge,
+        Reason::InvalidDpopProof,
+        Reason::UseDpopNonce,
+        Reason::BindingMismatch,
+        Reason::BindingRequired,
     ];
 
     pub const fn code(self) -> &'static str {
@@ -100,6 +113,10 @@ impl Reason {
             Reason::TokenInactive => "token_inactive",
             Reason::IntrospectionUnavailable => "introspection_unavailable",
             Reason::RequestTooLarge => "request_too_large",
+            Reason::InvalidDpopProof => "invalid_dpop_proof",
+            Reason::UseDpopNonce => "use_dpop_nonce",
+            Reason::BindingMismatch => "binding_mismatch",
+            Reason::BindingRequired => "binding_required",
         }
     }
 
@@ -161,6 +178,14 @@ impl Reason {
             Reason::RequestTooLarge => {
                 "The request's headers or body are larger than the authorization server accepts."
             }
+            Reason::InvalidDpopProof => "The DPoP proof is missing or invalid.",
+            Reason::UseDpopNonce => "A DPoP proof with a fresh server nonce is required.",
+            Reason::BindingMismatch => {
+                "The token is bound to a key or certificate this request does not prove."
+            }
+            Reason::BindingRequired => {
+                "This client accepts only sender-constrained (DPoP or mTLS-bound) tokens."
+            }
         }
     }
 
@@ -185,11 +210,18 @@ pub struct Deny {
     pub reason: Reason,
     /// Static text (never request data) such as "header is not a JSON object".
     pub detail: &'static str,
+    /// The `WWW-Authenticate: DPoP …` challenge (and `DPoP-Nonce`), for clients with DPoP
+    /// configured and for DPoP proof failures (DESIGN §10).
+    pub dpop: Option<Box<crate::core::binding::DpopChallenge>>,
 }
 
 impl Deny {
     pub const fn new(reason: Reason, detail: &'static str) -> Self {
-        Deny { reason, detail }
+        Deny {
+            reason,
+            detail,
+            dpop: None,
+        }
     }
 }
 
@@ -254,5 +286,13 @@ mod tests {
         assert_eq!(Reason::NoMatchingRule.http_status(), 403);
         assert!(Reason::MissingAValidRole.is_insufficient_scope());
         assert!(!Reason::ClaimMismatch.is_insufficient_scope());
+        for r in [
+            Reason::InvalidDpopProof,
+            Reason::UseDpopNonce,
+            Reason::BindingMismatch,
+            Reason::BindingRequired,
+        ] {
+            assert_eq!(r.http_status(), 401, "{r}");
+        }
     }
 }

@@ -113,6 +113,7 @@ async fn a_reload_a_removed_key_and_expiry_take_effect_despite_the_cache() {
         host: "h",
         path: "/x",
         headers,
+        ..Default::default()
     };
     let state = &server.state;
     let at = |t: i64| {

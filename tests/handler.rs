@@ -325,6 +325,7 @@ impl D {
             host: "h",
             path,
             headers,
+            ..Default::default()
         };
         check::decide(&self.state.snapshot(), &input, now).await
     }

@@ -203,6 +203,11 @@ async fn every_reason_code_through_a_real_check() {
     // The two introspection reasons need an introspection endpoint: tests/introspection.rs.
     covered.insert(Reason::TokenInactive);
     covered.insert(Reason::IntrospectionUnavailable);
+    // The four sender-constrained reasons need DPoP proofs and certificates: tests/binding.rs.
+    covered.insert(Reason::InvalidDpopProof);
+    covered.insert(Reason::UseDpopNonce);
+    covered.insert(Reason::BindingMismatch);
+    covered.insert(Reason::BindingRequired);
     let all: HashSet<Reason> = Reason::ALL.into_iter().collect();
     assert_eq!(covered, all, "every reason code of DESIGN §6 is exercised");
 }

@@ -81,6 +81,7 @@ async fn a_revoked_jwt_is_denied_within_cache_ttl() {
         host: "h",
         path: "/api/x",
         headers,
+        ..Default::default()
     };
     let state = &server.state;
     let at = |t: i64| {

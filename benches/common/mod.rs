@@ -137,5 +137,6 @@ pub fn input<'a>(authorization: &'a str, path: &'a str) -> CheckInput<'a> {
         host: "bench.local",
         path,
         headers,
+        ..Default::default()
     }
 }

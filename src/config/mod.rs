@@ -213,6 +213,8 @@ pub struct ClientConfig {
     pub headers: Vec<(String, String)>,
     /// RFC 7662 introspection, if configured.
     pub introspection: Option<IntrospectionConfig>,
+    /// Sender-constrained tokens (DESIGN §10); the defaults when `binding` is absent.
+    pub binding: crate::core::binding::BindingConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -313,6 +315,7 @@ struct RawClient {
     roles: Option<Vec<String>>,
     headers: Option<BTreeMap<String, String>>,
     introspection: Option<RawIntrospection>,
+    binding: Option<crate::core::binding::settings::RawBinding>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -894,6 +897,19 @@ impl Validator<'_> {
                     timeout,
                 }
             });
+            let (binding, binding_errors) = crate::core::binding::settings::compile(
+                c.binding,
+                &f("binding"),
+                leeway,
+                |field, s| {
+                    self.expansion_failed = false;
+                    let v = self.expand(field, s);
+                    (!std::mem::take(&mut self.expansion_failed)).then_some(v)
+                },
+            );
+            for (field, message) in binding_errors {
+                self.err(field, message);
+            }
             out.push(ClientConfig {
                 name: c.name,
                 issuer,
@@ -906,6 +922,7 @@ impl Validator<'_> {
                 roles,
                 headers,
                 introspection,
+                binding,
             });
         }
         let opaque: Vec<&str> = out

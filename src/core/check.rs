@@ -6,6 +6,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::core::binding::ReplayMemory;
+use crate::core::binding::enforce::{self, BindingRequest, DpopChallenge};
 use crate::core::cache::{Entry, TokenCache};
 use crate::ops::metrics::Metrics;
 use crate::outside::introspect::Answer;
@@ -15,7 +17,7 @@ use crate::core::policy::{self, AuthMode};
 use crate::core::snapshot::{CLIENT_HEADER, Snapshot};
 use crate::core::token::{self, Headers};
 use crate::core::verify::{self, Failure};
-use crate::decision::{Allow, Decision, Deny, Reason};
+use crate::decision::{Allow, Decision, Deny, DenyKind, Reason};
 
 /// The parts of a CheckRequest the decision needs, borrowed from it.
 #[derive(Debug, Default, Clone)]
@@ -26,6 +28,12 @@ pub struct CheckInput<'a> {
     /// The request target as received (path and query, not decoded).
     pub path: &'a str,
     pub headers: Headers<'a>,
+    /// The request scheme (`http` / `https`) from the Check's attributes: the `htu` of a DPoP
+    /// proof is compared with scheme + host + path (DESIGN §10).
+    pub scheme: &'a str,
+    /// Envoy's `attributes.source.certificate` (URL-encoded PEM, empty without one), for
+    /// mTLS-bound tokens in `peer` mode.
+    pub peer_certificate: &'a str,
 }
 
 /// Name used for metrics and logs when no rule matched and `default: authenticated` applies.
@@ -48,11 +56,56 @@ pub async fn decide(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Decisi
     decide_with(snap, None, None, input, now).await
 }
 
-/// Decide one request, using (and filling) the verified-token cache when given.
+/// Decide one request, using (and filling) the verified-token cache when given. DPoP proof
+/// `jti`s go to a process-wide replay memory; the server passes its own to [`decide_bound`].
 pub async fn decide_with(
     snap: &Snapshot,
     cache: Option<&TokenCache>,
     metrics: Option<&Metrics>,
+    input: &CheckInput<'_>,
+    now: i64,
+) -> Decision {
+    decide_bound(snap, cache, metrics, None, input, now).await
+}
+
+/// Replay memory for callers that have none of their own (`explain`, benches, tests).
+static FALLBACK_REPLAY: std::sync::LazyLock<ReplayMemory> =
+    std::sync::LazyLock::new(|| ReplayMemory::new(16 * 1024, 16));
+
+/// [`decide_with`] with this replica's DPoP replay memory. Every 401 of a routed client that
+/// has `binding.dpop` configured carries the `DPoP algs="…"` challenge alongside `Bearer`.
+pub async fn decide_bound(
+    snap: &Snapshot,
+    cache: Option<&TokenCache>,
+    metrics: Option<&Metrics>,
+    replay: Option<&ReplayMemory>,
+    input: &CheckInput<'_>,
+    now: i64,
+) -> Decision {
+    let replay = replay.unwrap_or(&FALLBACK_REPLAY);
+    let mut decision = decide_inner(snap, cache, metrics, replay, input, now).await;
+    if let Decision::Deny {
+        deny,
+        client: Some(name),
+        ..
+    } = &mut decision
+        && deny.dpop.is_none()
+        && deny.reason.kind() == DenyKind::Unauthenticated
+        && let Some(c) = snap
+            .clients
+            .iter()
+            .find(|c| c.cfg.name == *name && c.cfg.binding.dpop_configured)
+    {
+        deny.dpop = Some(Box::new(DpopChallenge::advertise(&c.cfg.binding)));
+    }
+    decision
+}
+
+async fn decide_inner(
+    snap: &Snapshot,
+    cache: Option<&TokenCache>,
+    metrics: Option<&Metrics>,
+    replay: &ReplayMemory,
     input: &CheckInput<'_>,
     now: i64,
 ) -> Decision {
@@ -84,7 +137,7 @@ pub async fn decide_with(
     if auth == AuthMode::None {
         return anonymous(snap, rule_name);
     }
-    let raw = match token::extract(
+    let (raw, auth_scheme) = match token::extract_with_scheme(
         &snap.config.token.sources,
         &input.headers,
         snap.config.token.max_bytes,
@@ -154,6 +207,35 @@ pub async fn decide_with(
     };
     let client = &snap.clients[entry.client];
     let name = client.cfg.name.as_str();
+    // DESIGN §10, per request (a cached token included): the token's cnf against the proof
+    // and the certificate this request carries.
+    let mut dpop_headers = input.headers.get_all("dpop");
+    let (first, second) = (dpop_headers.next(), dpop_headers.next());
+    let proofs = [first.unwrap_or_default(), second.unwrap_or_default()];
+    let n = usize::from(first.is_some()) + usize::from(second.is_some());
+    let bound = BindingRequest {
+        auth_scheme,
+        access_token: raw,
+        proofs: &proofs[..n],
+        method: input.method,
+        scheme: input.scheme,
+        authority: input.host,
+        path: input.path,
+        peer_certificate: input.peer_certificate,
+        xfcc: input
+            .headers
+            .get_one("x-forwarded-client-cert")
+            .map_err(|_| ()),
+        now,
+    };
+    if let Err(e) = enforce::enforce(&entry.claims, &bound, &client.cfg.binding, replay) {
+        return deny(
+            enforce::deny(e, &client.cfg.binding, now),
+            Some(rule_name),
+            Some(name),
+            true,
+        );
+    }
     if let Some(rule) = rule
         && let Err(d) = policy::check_conditions(rule, &entry.claims, &entry.roles, entry.client)
     {

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
+pub use crate::core::binding::AuthScheme;
 use crate::decision::{Deny, Reason};
 
 /// Where a token may be found (DESIGN §3 `token.sources`), tried in order.
@@ -97,7 +98,19 @@ pub fn extract<'a>(
     headers: &Headers<'a>,
     max_bytes: usize,
 ) -> Result<Option<&'a str>, Deny> {
+    Ok(extract_with_scheme(sources, headers, max_bytes)?.map(|(t, _)| t))
+}
+
+/// [`extract`], also telling which `Authorization` scheme carried the token: `Bearer` or `DPoP`
+/// (RFC 9449 §7.1). A token from a cookie or another header counts as `Bearer` (DESIGN §10: a
+/// DPoP-bound token there is a downgrade).
+pub fn extract_with_scheme<'a>(
+    sources: &[TokenSource],
+    headers: &Headers<'a>,
+    max_bytes: usize,
+) -> Result<Option<(&'a str, AuthScheme)>, Deny> {
     for source in sources {
+        let mut scheme = AuthScheme::Bearer;
         let raw = match source {
             TokenSource::Header(name) => {
                 let Some(value) = headers
@@ -107,7 +120,9 @@ pub fn extract<'a>(
                     continue;
                 };
                 if name == "authorization" {
-                    bearer_credentials(value)?
+                    let (token, s) = credentials(value)?;
+                    scheme = s;
+                    token
                 } else {
                     value.trim_matches(|c| c == ' ' || c == '\t')
                 }
@@ -133,24 +148,29 @@ pub fn extract<'a>(
                 "the token contains characters a JWT cannot contain",
             ));
         }
-        return Ok(Some(raw));
+        return Ok(Some((raw, scheme)));
     }
     Ok(None)
 }
 
-/// `Bearer <token>`: scheme case-insensitive, one or more spaces, then the token (RFC 6750 §2.1).
-fn bearer_credentials(value: &str) -> Result<&str, Deny> {
+/// `Bearer <token>` (RFC 6750 §2.1) or `DPoP <token>` (RFC 9449 §7.1): scheme
+/// case-insensitive, one or more spaces, then the token.
+fn credentials(value: &str) -> Result<(&str, AuthScheme), Deny> {
     let value = value.trim_matches(|c| c == ' ' || c == '\t');
     let (scheme, rest) = match value.find(' ') {
         Some(i) => (&value[..i], &value[i..]),
         None => (value, ""),
     };
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let scheme = if scheme.eq_ignore_ascii_case("bearer") {
+        AuthScheme::Bearer
+    } else if scheme.eq_ignore_ascii_case("dpop") {
+        AuthScheme::Dpop
+    } else {
         return Err(Deny::new(
             MALFORMED,
-            "the Authorization scheme is not Bearer",
+            "the Authorization scheme is neither Bearer nor DPoP",
         ));
-    }
+    };
     let token = rest.trim_start_matches(' ');
     if token.is_empty() {
         return Err(Deny::new(
@@ -158,7 +178,7 @@ fn bearer_credentials(value: &str) -> Result<&str, Deny> {
             "the Authorization header has no token",
         ));
     }
-    Ok(token)
+    Ok((token, scheme))
 }
 
 /// A cookie by name from every `cookie` header (`a=b; c=d`). Two cookies of that name: malformed

@@ -327,6 +327,9 @@ mod tests {
             roles: vec![],
             headers: vec![],
             introspection: None,
+            binding: crate::core::binding::BindingConfig::defaults(Duration::from_secs(
+                LEEWAY as u64,
+            )),
         }
     }
 

@@ -65,6 +65,7 @@ pub async fn explain_request(
         host: &req.host,
         path: &req.path,
         headers,
+        ..Default::default()
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

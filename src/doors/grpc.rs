@@ -18,6 +18,7 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 
+use crate::core::binding::DpopChallenge;
 use crate::core::check::{self, CheckInput, lower_name};
 use crate::core::token::Headers;
 use crate::decision::{Allow, Decision, DenyKind, Reason};
@@ -141,18 +142,33 @@ impl AuthzService {
                 }
             }
         }
+        let peer_certificate = req
+            .attributes
+            .as_ref()
+            .and_then(|a| a.source.as_ref())
+            .map_or("", |s| s.certificate.as_str());
         let input = CheckInput {
             method: &http.method,
             host: &http.host,
             path: &http.path,
             headers,
+            scheme: &http.scheme,
+            peer_certificate,
         };
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let cache = self.state.cache();
-        check::decide_with(&snap, Some(&cache), Some(&self.state.metrics), &input, now).await
+        check::decide_bound(
+            &snap,
+            Some(&cache),
+            Some(&self.state.metrics),
+            Some(&self.state.replay),
+            &input,
+            now,
+        )
+        .await
     }
 }
 
@@ -261,7 +277,7 @@ pub fn response(decision: Decision) -> CheckResponse {
             deny,
             token_presented,
             ..
-        } => deny_response(deny.reason, token_presented),
+        } => deny_response_with(deny.reason, token_presented, deny.dpop.as_deref()),
     }
 }
 
@@ -315,6 +331,18 @@ pub fn allow_response(a: Allow) -> CheckResponse {
 /// Deny: gRPC status, HTTP status, JSON body `{code, description}`, `x-authz-reason`, and the
 /// RFC 6750 challenge on 401 (and on 403 for role/scope failures).
 pub fn deny_response(reason: Reason, token_presented: bool) -> CheckResponse {
+    deny_response_with(reason, token_presented, None)
+}
+
+/// [`deny_response`] with the DPoP challenge of DESIGN §10: `WWW-Authenticate` carries
+/// `DPoP realm, [error, error_description,] algs` after the Bearer challenge (one header value:
+/// Envoy would let a second `www-authenticate` overwrite the first), and `use_dpop_nonce` adds a
+/// fresh `DPoP-Nonce`.
+pub fn deny_response_with(
+    reason: Reason,
+    token_presented: bool,
+    dpop: Option<&DpopChallenge>,
+) -> CheckResponse {
     let (grpc, http) = match reason.kind() {
         DenyKind::Unauthenticated => (tonic::Code::Unauthenticated, HttpStatusCode::Unauthorized),
         DenyKind::Forbidden => (tonic::Code::PermissionDenied, HttpStatusCode::Forbidden),
@@ -327,8 +355,11 @@ pub fn deny_response(reason: Reason, token_presented: bool) -> CheckResponse {
         header("content-type", "application/json"),
         header("x-authz-reason", reason.code()),
     ];
-    if let Some(challenge) = challenge(reason, token_presented) {
+    if let Some(challenge) = challenge_with(reason, token_presented, dpop) {
         headers.push(header("www-authenticate", challenge));
+    }
+    if let Some(nonce) = dpop.and_then(|d| d.nonce.as_deref()) {
+        headers.push(header("dpop-nonce", nonce));
     }
     CheckResponse {
         status: Some(rpc::Status {
@@ -343,6 +374,34 @@ pub fn deny_response(reason: Reason, token_presented: bool) -> CheckResponse {
             body,
         })),
     }
+}
+
+/// The `WWW-Authenticate` value with the DPoP challenge (RFC 9449 §7.1) after the Bearer one.
+/// When the proof was the problem, the Bearer challenge carries no `error` (the token is fine)
+/// and the DPoP challenge carries `error` and `error_description`.
+pub fn challenge_with(
+    reason: Reason,
+    token_presented: bool,
+    dpop: Option<&DpopChallenge>,
+) -> Option<String> {
+    let Some(d) = dpop else {
+        return challenge(reason, token_presented);
+    };
+    let mut value = if d.error.is_some() {
+        "Bearer realm=\"oidc-authz\"".to_owned()
+    } else {
+        challenge(reason, token_presented).unwrap_or_else(|| "Bearer realm=\"oidc-authz\"".into())
+    };
+    value.push_str(", DPoP realm=\"oidc-authz\"");
+    if let Some(e) = d.error {
+        value.push_str(&format!(
+            ", error=\"{}\", error_description=\"{}\"",
+            e.code(),
+            e.description()
+        ));
+    }
+    value.push_str(&format!(", algs=\"{}\"", d.algs));
+    Some(value)
 }
 
 /// RFC 6750 §3 `WWW-Authenticate` value, if this deny carries one.

@@ -344,6 +344,7 @@ pub async fn explain(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Expla
                                 roles.join(", ")
                             },
                         );
+                        push("binding", binding_step(c, &client.cfg.binding));
                     }
                 }
             }
@@ -354,5 +355,27 @@ pub async fn explain(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Expla
         steps,
         roles,
         config_generation: snap.generation,
+    }
+}
+
+/// What DESIGN §10 asks of this token (the checks themselves run in the decision).
+fn binding_step(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    cfg: &crate::core::binding::BindingConfig,
+) -> String {
+    match crate::core::binding::confirmation(claims) {
+        Err(e) => format!("{}: {}", e.reason_code(), e.detail()),
+        Ok(None) if cfg.require => "no cnf; binding.require is true (binding_required)".into(),
+        Ok(None) => "no cnf: a bearer token".into(),
+        Ok(Some(c)) => {
+            let mut needs = Vec::new();
+            if c.jkt.is_some() {
+                needs.push("cnf.jkt: the DPoP scheme and a valid DPoP proof");
+            }
+            if c.x5t_s256.is_some() {
+                needs.push("cnf[\"x5t#S256\"]: the bound client certificate");
+            }
+            format!("needs {} on every request", needs.join(" and "))
+        }
     }
 }

@@ -10,6 +10,8 @@
 //! - [`nonce`]  stateless server nonces (HMAC over a time window), accepted by every replica
 //!   that shares the secret
 //! - [`replay`] the per-replica memory of recently seen proof `jti`s (bounded, sharded)
+//! - [`settings`] `clients[].binding`: schema, load-time validation, the compiled settings
+//! - [`enforce`] the §10 rules for one Check (calls the pure parts below) and the deny they make
 //! - [`mtls`]   the client-certificate thumbprint from Envoy's peer certificate or from
 //!   `x-forwarded-client-cert`, compared with `cnf["x5t#S256"]`
 //!
@@ -33,92 +35,62 @@
 
 pub mod cnf;
 pub mod dpop;
+pub mod enforce;
 pub mod mtls;
 pub mod nonce;
 pub mod replay;
+pub mod settings;
 
 pub use cnf::{AuthScheme, Confirmation, check_scheme, confirmation};
 pub use dpop::{DpopRequest, DpopSettings};
+pub use enforce::{BindingRequest, DpopChallenge};
 pub use nonce::NonceKey;
 pub use replay::ReplayMemory;
+pub use settings::{BindingConfig, CertificateSource};
 
 /// Why a sender-constrained request is refused. Each variant maps to one DESIGN §6/§10 reason
 /// code ([`BindingError::reason_code`]); its `Display` is the one-sentence description for the
 /// deny body. No variant carries request data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BindingError {
     // ---- invalid_dpop_proof -------------------------------------------------------------
-    #[error("the request carries no DPoP proof")]
     ProofMissing,
-    #[error("the request carries more than one DPoP proof")]
     ProofDuplicated,
-    #[error("the DPoP proof is longer than 8 KiB")]
     ProofTooLarge,
-    #[error("the DPoP proof is not a compact JWS with strict base64url JSON parts")]
     ProofMalformed,
-    #[error("the DPoP proof's typ is not dpop+jwt")]
     ProofType,
-    #[error("the DPoP proof's alg is not an accepted asymmetric algorithm")]
     ProofAlgorithm,
-    #[error("the DPoP proof has a crit or b64 header, which is not accepted")]
     ProofCritical,
-    #[error("the DPoP proof has no jwk header")]
     ProofKeyMissing,
-    #[error("the DPoP proof's jwk contains private key material")]
     ProofKeyPrivate,
-    #[error("the DPoP proof's jwk is not a usable public signing key")]
     ProofKeyUnusable,
-    #[error("the DPoP proof's alg does not fit its jwk")]
     ProofKeyAlgMismatch,
-    #[error("the DPoP proof's signature does not verify with its jwk")]
     ProofSignature,
-    #[error("a DPoP proof claim is missing or has the wrong type")]
     ProofClaims,
-    #[error("the DPoP proof's htm is not the request method")]
     ProofMethod,
-    #[error("the DPoP proof's htu is not the request URI")]
     ProofUri,
-    #[error("the DPoP proof is too old")]
     ProofTooOld,
-    #[error("the DPoP proof was issued in the future")]
     ProofFromFuture,
-    #[error("the DPoP proof has no jti")]
     ProofJtiMissing,
-    #[error("the DPoP proof's jti is too long")]
     ProofJtiTooLong,
-    #[error("the DPoP proof was already used")]
     ProofReplayed,
-    #[error("too many recent DPoP proofs to remember; retry shortly")]
     ReplayMemoryFull,
-    #[error("the DPoP proof's ath is not the hash of the access token")]
     ProofAth,
-    #[error("the DPoP proof's key is not the key the access token is bound to")]
     ProofKeyMismatch,
     // ---- use_dpop_nonce -----------------------------------------------------------------
-    #[error("a DPoP nonce is required")]
     NonceMissing,
-    #[error("the DPoP nonce has expired")]
     NonceStale,
-    #[error("the DPoP nonce is not one this server issued")]
     NonceInvalid,
     // ---- binding_mismatch ---------------------------------------------------------------
-    #[error("a DPoP-bound token was sent with the Bearer scheme")]
     BearerWithBoundToken,
-    #[error("a token sent with the DPoP scheme is not DPoP-bound")]
     DpopWithoutJkt,
-    #[error("the token is bound to a client certificate and none was presented")]
     CertificateMissing,
-    #[error("the client certificate could not be read")]
     CertificateMalformed,
-    #[error("the client certificate is not the one the token is bound to")]
     CertificateMismatch,
     // ---- binding_required ---------------------------------------------------------------
-    #[error("this client requires sender-constrained tokens (cnf)")]
     BindingRequired,
     // ---- invalid_claims (the token's own cnf claim is unusable) -------------------------
-    #[error("the token's cnf claim is malformed")]
     CnfMalformed,
-    #[error("the token's cnf claim names no confirmation method this server supports")]
     CnfUnsupported,
 }
 
@@ -147,7 +119,62 @@ impl BindingError {
     pub fn description(&self) -> String {
         self.to_string()
     }
+
+    /// What failed, as static text (for logs, `explain` and the deny detail).
+    pub const fn detail(self) -> &'static str {
+        use BindingError::*;
+        match self {
+            ProofMissing => "the request carries no DPoP proof",
+            ProofDuplicated => "the request carries more than one DPoP proof",
+            ProofTooLarge => "the DPoP proof is longer than 8 KiB",
+            ProofMalformed => {
+                "the DPoP proof is not a compact JWS with strict base64url JSON parts"
+            }
+            ProofType => "the DPoP proof's typ is not dpop+jwt",
+            ProofAlgorithm => "the DPoP proof's alg is not an accepted asymmetric algorithm",
+            ProofCritical => "the DPoP proof has a crit or b64 header, which is not accepted",
+            ProofKeyMissing => "the DPoP proof has no jwk header",
+            ProofKeyPrivate => "the DPoP proof's jwk contains private key material",
+            ProofKeyUnusable => "the DPoP proof's jwk is not a usable public signing key",
+            ProofKeyAlgMismatch => "the DPoP proof's alg does not fit its jwk",
+            ProofSignature => "the DPoP proof's signature does not verify with its jwk",
+            ProofClaims => "a DPoP proof claim is missing or has the wrong type",
+            ProofMethod => "the DPoP proof's htm is not the request method",
+            ProofUri => "the DPoP proof's htu is not the request URI",
+            ProofTooOld => "the DPoP proof is too old",
+            ProofFromFuture => "the DPoP proof was issued in the future",
+            ProofJtiMissing => "the DPoP proof has no jti",
+            ProofJtiTooLong => "the DPoP proof's jti is too long",
+            ProofReplayed => "the DPoP proof was already used",
+            ReplayMemoryFull => "too many recent DPoP proofs to remember; retry shortly",
+            ProofAth => "the DPoP proof's ath is not the hash of the access token",
+            ProofKeyMismatch => "the DPoP proof's key is not the key the access token is bound to",
+            NonceMissing => "a DPoP nonce is required",
+            NonceStale => "the DPoP nonce has expired",
+            NonceInvalid => "the DPoP nonce is not one this server issued",
+            BearerWithBoundToken => "a DPoP-bound token was sent with the Bearer scheme",
+            DpopWithoutJkt => "a token sent with the DPoP scheme is not DPoP-bound",
+            CertificateMissing => {
+                "the token is bound to a client certificate and none was presented"
+            }
+            CertificateMalformed => "the client certificate could not be read",
+            CertificateMismatch => "the client certificate is not the one the token is bound to",
+            BindingRequired => "this client requires sender-constrained tokens (cnf)",
+            CnfMalformed => "the token's cnf claim is malformed",
+            CnfUnsupported => {
+                "the token's cnf claim names no confirmation method this server supports"
+            }
+        }
+    }
 }
+
+impl std::fmt::Display for BindingError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.detail())
+    }
+}
+
+impl std::error::Error for BindingError {}
 
 #[cfg(test)]
 mod tests {
