@@ -19,6 +19,7 @@ The contract for oidc-authz (what the assertions below require):
   * the parent is the W3C `traceparent` of the Check call's gRPC request metadata (HTTP/2 headers), i.e.
     Envoy's ext_authz egress span: NOT the `traceparent` inside CheckRequest
     attributes.request.http.headers (that one is the client's, the parent of Envoy's ingress span);
+    Envoy also sends `tracestate` with an EMPTY value there, which must be accepted as "no tracestate";
   * one span per sampled Check, name `oidc_authz.check`, resource attribute service.name `oidc-authz`,
     same trace id, parent_span_id = the egress span's id;
   * attributes: client (config client name, "" when none), rule (rule name, "" when none),
