@@ -71,6 +71,8 @@ pub struct Config {
     pub default: DefaultAction,
     /// Verified-token cache limits.
     pub cache: crate::cache::CacheLimits,
+    /// Traces (DESIGN §12); `None`: off. Read at start only (not reloaded).
+    pub telemetry: Option<crate::telemetry::TelemetryConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -245,6 +247,8 @@ struct RawConfig {
     default: Option<String>,
     #[serde(default)]
     cache: RawCache,
+    #[serde(default)]
+    telemetry: Option<crate::telemetry::RawTelemetry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -468,6 +472,13 @@ impl Validator<'_> {
             }
         };
         let cache = self.cache(raw.cache);
+        let telemetry = raw.telemetry.and_then(|mut t| {
+            let endpoint = t
+                .otlp_endpoint
+                .take()
+                .map(|e| self.expand("telemetry.otlp_endpoint", &e));
+            crate::telemetry::validate(t, endpoint, &mut |f, m| self.err(f, m))
+        });
         Config {
             listen,
             token,
@@ -476,6 +487,7 @@ impl Validator<'_> {
             rules: rules.into(),
             default,
             cache,
+            telemetry,
         }
     }
 

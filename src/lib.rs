@@ -56,6 +56,7 @@ pub mod server;
 pub mod service;
 pub mod snapshot;
 pub mod state;
+pub mod telemetry;
 pub mod testkit;
 pub mod token;
 pub mod verify;
