@@ -124,14 +124,23 @@ pub struct Started {
     listeners: Listeners,
     limits: ListenLimits,
     options: RunOptions,
+    /// Traces, when `telemetry.otlp_endpoint` is set: flushed after the drain.
+    telemetry: Option<crate::ops::telemetry::Guard>,
 }
 
 impl Started {
     /// Self-test, state from `config`, bind.
     pub async fn new(config: Config, options: RunOptions) -> Result<Self, RunError> {
         crate::ops::selftest::run()?;
-        let state = ServerState::new(config, Arc::new(Metrics::new()))?;
-        Self::from_state(state, options).await
+        let metrics = Arc::new(Metrics::new());
+        let telemetry = config
+            .telemetry
+            .as_ref()
+            .and_then(|t| crate::ops::telemetry::install(t, metrics.clone()));
+        let state = ServerState::new(config, metrics)?;
+        let mut started = Self::from_state(state, options).await?;
+        started.telemetry = telemetry;
+        Ok(started)
     }
 
     /// Bind the listeners for an existing state (tests that build or reload the state
@@ -174,6 +183,7 @@ impl Started {
             },
             limits: listen.limits,
             options,
+            telemetry: None,
         })
     }
 
@@ -212,6 +222,9 @@ impl Started {
         )
         .await?;
         drop(reloader);
+        if let Some(t) = self.telemetry {
+            t.shutdown().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }

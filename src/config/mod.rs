@@ -71,6 +71,8 @@ pub struct Config {
     pub default: DefaultAction,
     /// Verified-token cache limits.
     pub cache: crate::core::cache::CacheLimits,
+    /// Traces (DESIGN §12); `None`: off. Read at start only (not reloaded).
+    pub telemetry: Option<crate::ops::telemetry::TelemetryConfig>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +249,8 @@ struct RawConfig {
     default: Option<String>,
     #[serde(default)]
     cache: RawCache,
+    #[serde(default)]
+    telemetry: Option<crate::ops::telemetry::RawTelemetry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -471,6 +475,13 @@ impl Validator<'_> {
             }
         };
         let cache = self.cache(raw.cache);
+        let telemetry = raw.telemetry.and_then(|mut t| {
+            let endpoint = t
+                .otlp_endpoint
+                .take()
+                .map(|e| self.expand("telemetry.otlp_endpoint", &e));
+            crate::ops::telemetry::validate(t, endpoint, &mut |f, m| self.err(f, m))
+        });
         Config {
             listen,
             token,
@@ -479,6 +490,7 @@ impl Validator<'_> {
             rules: rules.into(),
             default,
             cache,
+            telemetry,
         }
     }
 

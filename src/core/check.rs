@@ -174,6 +174,7 @@ async fn decide_inner(
             if let Some(m) = metrics {
                 m.token_cache_hit.inc();
             }
+            crate::ops::telemetry::note_cache_hit();
             // A cached token still needs usable keys: past max_stale we fail closed as for any token.
             let client = &snap.clients[hit.client];
             if !client.key_set.available(&client.key_set.state()) {

@@ -180,20 +180,39 @@ impl Authorization for AuthzService {
     ) -> Result<tonic::Response<CheckResponse>, tonic::Status> {
         let _inflight = self.inflight.enter();
         let started = Instant::now();
-        let req = request.into_inner();
-        let decision = if prost::Message::encoded_len(&req) > self.max_request_bytes {
-            Decision::Deny {
-                deny: crate::decision::Deny::new(
-                    Reason::RequestTooLarge,
-                    "the CheckRequest is larger than listen.max_request_bytes",
-                ),
-                rule: None,
-                client: None,
-                token_presented: false,
+        let (metadata, _, req) = request.into_parts();
+        // Sampling first, from the traceparent flag or a ratio draw: an unsampled Check does no
+        // span work at all (telemetry.rs).
+        let traced = crate::ops::telemetry::sample_check(
+            metadata.get("traceparent").and_then(|v| v.to_str().ok()),
+            metadata.get("tracestate").and_then(|v| v.to_str().ok()),
+            || http_traceparent(&req),
+        );
+        let decide = async {
+            if prost::Message::encoded_len(&req) > self.max_request_bytes {
+                Decision::Deny {
+                    deny: crate::decision::Deny::new(
+                        Reason::RequestTooLarge,
+                        "the CheckRequest is larger than listen.max_request_bytes",
+                    ),
+                    rule: None,
+                    client: None,
+                    token_presented: false,
+                }
+            } else {
+                self.decide(&req).await
             }
-        } else {
-            self.decide(&req).await
         };
+        let (decision, traced) = match traced {
+            None => (decide.await, None),
+            Some(t) => {
+                let (d, cache_hit) = t.run(decide).await;
+                (d, Some((t, cache_hit)))
+            }
+        };
+        if let Some((t, cache_hit)) = traced {
+            t.finish(&decision, cache_hit, "grpc");
+        }
         let elapsed = started.elapsed();
         self.state
             .metrics
@@ -230,6 +249,27 @@ impl Authorization for AuthzService {
         }
         Ok(tonic::Response::new(response(decision)))
     }
+}
+
+/// The client's `traceparent` among the forwarded request headers (the fallback parent when
+/// the gRPC metadata carries none).
+fn http_traceparent(req: &CheckRequest) -> Option<&str> {
+    let http = req.attributes.as_ref()?.request.as_ref()?.http.as_ref()?;
+    if let Some(v) = http.headers.get("traceparent") {
+        return Some(v.as_str());
+    }
+    http.header_map.as_ref().and_then(|m| {
+        m.headers
+            .iter()
+            .find(|h| h.key.eq_ignore_ascii_case("traceparent"))
+            .and_then(|h| {
+                if h.raw_value.is_empty() {
+                    Some(h.value.as_str())
+                } else {
+                    std::str::from_utf8(&h.raw_value).ok()
+                }
+            })
+    })
 }
 
 /// The request id for logs: the `x-request-id` header, else Envoy's request id attribute.

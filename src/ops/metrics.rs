@@ -35,6 +35,7 @@ pub struct Metrics {
     pub token_cache_miss: IntCounter,
     config_reloads: IntCounterVec,
     config_last_reload_success: IntGauge,
+    trace_export_errors: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,6 +129,10 @@ impl Metrics {
             "config_last_reload_success",
             "1 if the last config (re)load succeeded, else 0.",
         ))?;
+        let trace_export_errors = IntCounter::with_opts(opts(
+            "trace_export_errors_total",
+            "Batches of spans the OTLP exporter failed to send (the spans are dropped).",
+        ))?;
         let build_info = IntGaugeVec::new(opts("build_info", "Build information."), &["version"])?;
         build_info
             .with_label_values(&[env!("CARGO_PKG_VERSION")])
@@ -143,6 +148,7 @@ impl Metrics {
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
         registry.register(Box::new(config_last_reload_success.clone()))?;
+        registry.register(Box::new(trace_export_errors.clone()))?;
         registry.register(Box::new(build_info))?;
         for r in ["ok", "error"] {
             config_reloads.with_label_values(&[r]);
@@ -163,6 +169,7 @@ impl Metrics {
             token_cache_miss: cache.with_label_values(&["miss"]),
             config_reloads,
             config_last_reload_success,
+            trace_export_errors,
         })
     }
 
@@ -202,6 +209,24 @@ impl Metrics {
             }
         }
         self.check_duration.observe(seconds);
+    }
+
+    /// A key set is in the config: its series exist from now on, at 0 until events move them
+    /// (`jwks_last_success_timestamp_seconds` 0 until the first success), so alerts and
+    /// `rate()` work before the first fetch. Never lowers a value already there.
+    pub fn key_set_known(&self, key_set: &str) {
+        for r in ["ok", "error"] {
+            self.jwks_fetches.with_label_values(&[key_set, r]);
+        }
+        self.jwks_keys.with_label_values(&[key_set]);
+        self.jwks_last_success.with_label_values(&[key_set]);
+        self.jwks_unknown_kid.with_label_values(&[key_set]);
+        self.kidless_refused.with_label_values(&[key_set]);
+    }
+
+    /// The OTLP exporter failed to send a batch.
+    pub fn trace_export_error(&self) {
+        self.trace_export_errors.inc();
     }
 
     pub fn jwks_fetch(&self, key_set: &str, ok: bool) {
@@ -287,5 +312,28 @@ mod tests {
         assert!(text.contains("oidc_authz_build_info{version="));
         assert!(text.contains("oidc_authz_jwks_fetches_total{key_set=\"k\",result=\"ok\"} 1"));
         assert!(text.contains("# TYPE oidc_authz_check_duration_seconds histogram"));
+        assert!(text.contains("oidc_authz_trace_export_errors_total 0"));
+    }
+
+    #[test]
+    fn known_key_sets_start_at_zero() {
+        let m = Metrics::new();
+        m.key_set_known("https://idp.example/keys");
+        let text = m.render();
+        for series in [
+            r#"oidc_authz_jwks_fetches_total{key_set="https://idp.example/keys",result="ok"} 0"#,
+            r#"oidc_authz_jwks_fetches_total{key_set="https://idp.example/keys",result="error"} 0"#,
+            r#"oidc_authz_jwks_keys{key_set="https://idp.example/keys"} 0"#,
+            r#"oidc_authz_jwks_last_success_timestamp_seconds{key_set="https://idp.example/keys"} 0"#,
+            r#"oidc_authz_jwks_unknown_kid_total{key_set="https://idp.example/keys"} 0"#,
+            r#"oidc_authz_kidless_refused_total{key_set="https://idp.example/keys"} 0"#,
+            r#"oidc_authz_token_cache_requests_total{result="hit"} 0"#,
+            r#"oidc_authz_token_cache_requests_total{result="miss"} 0"#,
+        ] {
+            assert!(text.contains(series), "{series} missing:\n{text}");
+        }
+        m.jwks_fetch("https://idp.example/keys", true);
+        m.key_set_known("https://idp.example/keys");
+        assert_eq!(m.jwks_fetch_count("https://idp.example/keys", true), 1);
     }
 }

@@ -114,7 +114,12 @@ impl Introspector {
         {
             return Ok(c.answer.clone());
         }
-        let answer = Arc::new(self.ask(token).await?);
+        let span =
+            crate::ops::telemetry::call_span("oidc_authz.introspect", "issuer", &self.issuer);
+        let asked = self.ask(token).await;
+        // A fixed description: the error may quote the endpoint's answer.
+        span.end(asked.as_ref().err().map(|_| "introspection failed".into()));
+        let answer = Arc::new(asked?);
         let exp = match &*answer {
             Answer::Active(m) => m.get("exp").and_then(Value::as_i64).or(token_exp),
             Answer::Inactive => token_exp,

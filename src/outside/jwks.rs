@@ -119,8 +119,10 @@ impl KeySet {
         fetcher: Option<Arc<Fetcher>>,
         metrics: Arc<Metrics>,
     ) -> Self {
+        let id = source.id();
+        metrics.key_set_known(&id);
         KeySet {
-            id: source.id(),
+            id,
             source,
             settings: ArcSwap::from_pointee(settings),
             state: ArcSwap::from_pointee(KeyState::default()),
@@ -241,7 +243,9 @@ impl KeySet {
 
     async fn fetch_locked(&self) -> Result<Option<Duration>, FetchError> {
         self.last_attempt_ms.store(self.now_ms(), Ordering::Release);
+        let span = crate::ops::telemetry::call_span("oidc_authz.jwks_fetch", "key_set", &self.id);
         let result = self.fetch_inner().await;
+        span.end(result.as_ref().err().map(|e| e.to_string().into()));
         match &result {
             Ok((keys, _)) => {
                 self.metrics.jwks_fetch(&self.id, true);
