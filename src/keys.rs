@@ -7,7 +7,6 @@
 //! document with no usable key at all is a [`JwksError`].
 
 use std::fmt;
-use std::time::Duration;
 
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine as _;
@@ -199,22 +198,6 @@ pub enum JwksError {
     NoKeysArray,
     #[error("JWKS has no usable signing key")]
     NoUsableKey,
-}
-
-/// `Cache-Control: max-age=N` (the first one).
-pub fn parse_max_age(v: &str) -> Option<Duration> {
-    v.split(',').find_map(|d| {
-        let (k, val) = d.trim().split_once('=')?;
-        if k.trim().eq_ignore_ascii_case("max-age") {
-            val.trim()
-                .trim_matches('"')
-                .parse::<u64>()
-                .ok()
-                .map(Duration::from_secs)
-        } else {
-            None
-        }
-    })
 }
 
 /// The most usable keys kept from one JWKS document (in document order); the rest are ignored
@@ -626,16 +609,6 @@ mod tests {
             }
             assert!(has_roca_fingerprint(&v), "65537^{k}");
         }
-    }
-
-    #[test]
-    fn max_age() {
-        assert_eq!(
-            parse_max_age("public, max-age=600"),
-            Some(Duration::from_secs(600))
-        );
-        assert_eq!(parse_max_age("no-store"), None);
-        assert_eq!(parse_max_age("max-age=abc"), None);
     }
 
     #[test]

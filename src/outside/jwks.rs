@@ -27,7 +27,7 @@ use crate::outside::fetch::{self, Fetcher};
 // The pure key types live in `crate::keys` (issue 12); re-exported so existing
 // `jwks::Alg` / `jwks::parse_jwks` paths keep compiling.
 use crate::keys::JwksError;
-pub use crate::keys::{Alg, Key, KeyType, parse_jwk, parse_jwks, parse_max_age};
+pub use crate::keys::{Alg, Key, KeyType, parse_jwk, parse_jwks};
 use crate::ops::metrics::Metrics;
 
 /// A key set's keys at one moment. Replaced whole on every change (readers never lock).
