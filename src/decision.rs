@@ -212,7 +212,7 @@ pub struct Deny {
     pub detail: &'static str,
     /// The `WWW-Authenticate: DPoP …` challenge (and `DPoP-Nonce`), for clients with DPoP
     /// configured and for DPoP proof failures (DESIGN §10).
-    pub dpop: Option<Box<crate::core::binding::DpopChallenge>>,
+    pub dpop: Option<Box<DpopChallenge>>,
 }
 
 impl Deny {
@@ -264,6 +264,17 @@ impl Decision {
     pub fn is_allow(&self) -> bool {
         matches!(self, Decision::Allow(_))
     }
+}
+
+/// The DPoP part of a 401's `WWW-Authenticate` (and the `DPoP-Nonce` header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopChallenge {
+    /// The client's accepted proof algorithms, space-separated (`algs="…"`).
+    pub algs: String,
+    /// `invalid_dpop_proof` / `use_dpop_nonce` when the proof was the problem.
+    pub error: Option<Reason>,
+    /// A fresh server nonce (`use_dpop_nonce` only).
+    pub nonce: Option<String>,
 }
 
 #[cfg(test)]

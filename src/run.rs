@@ -1,5 +1,5 @@
 //! The one startup path, shared by `oidc-authz serve` and every test that starts a server
-//! ([`crate::server::RunningServer`]): crypto self-test, state from an already-loaded config,
+//! ([`crate::run::RunningServer`]): crypto self-test, state from an already-loaded config,
 //! file-descriptor limit, listeners (from the config's addresses unless overridden; port 0
 //! works), hot reload when the config came from a file, signals (SIGHUP → reload, SIGTERM /
 //! Ctrl-C → drain) and the drain itself.
@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigErrors, ListenLimits};
-use crate::ops::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::ops::state::ServerState;
 use crate::server::{Listeners, ServeError};
 
@@ -329,6 +329,73 @@ fn plural(n: usize, word: &str) -> String {
         format!("1 {word}")
     } else {
         format!("{n} {word}s")
+    }
+}
+
+/// A server running in the background (tests, demo), started through [`crate::run`] exactly as
+/// the binary starts it (listeners, reload, drain), on the addresses given.
+pub struct RunningServer {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// The admin gRPC API, always on 127.0.0.1 (a free port).
+    pub admin_grpc_addr: SocketAddr,
+    pub state: Arc<ServerState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<Result<(), RunError>>,
+}
+
+impl RunningServer {
+    /// Bind both listeners (use port 0 for tests) and serve in the background.
+    pub async fn start(
+        state: Arc<ServerState>,
+        grpc: SocketAddr,
+        admin: SocketAddr,
+    ) -> std::io::Result<Self> {
+        Self::start_with(state, grpc, admin, RunOptions::default()).await
+    }
+
+    /// The same with options: `config_path` (reload), `drain_timeout`, ...
+    pub async fn start_with(
+        state: Arc<ServerState>,
+        grpc: SocketAddr,
+        admin: SocketAddr,
+        mut options: RunOptions,
+    ) -> std::io::Result<Self> {
+        options.grpc = Some(grpc);
+        options.admin = Some(admin);
+        options.admin_grpc = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let started = Started::from_state(state, options)
+            .await
+            .map_err(std::io::Error::other)?;
+        let (grpc_addr, admin_addr) = (started.grpc_addr, started.admin_addr);
+        let admin_grpc_addr = started
+            .admin_grpc_addr
+            .ok_or_else(|| std::io::Error::other("admin gRPC port not bound"))?;
+        let state = started.state.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let join = tokio::spawn(started.serve(async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningServer {
+            grpc_addr,
+            admin_addr,
+            admin_grpc_addr,
+            state,
+            stop: Some(tx),
+            join,
+        })
+    }
+
+    /// Trigger the graceful shutdown and wait for it.
+    pub async fn shutdown(mut self) -> Result<(), crate::server::ServeError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.join.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(crate::server::ServeError::Grpc(std::io::Error::other(e))),
+            Err(e) => Err(crate::server::ServeError::Grpc(std::io::Error::other(e))),
+        }
     }
 }
 

@@ -692,7 +692,7 @@ async fn a_failed_refresh_keeps_the_last_good_keys() {
     assert!(fx.get("/api/x", Some(&tok)).await.allowed());
     for mode in [MODE_500, MODE_GARBAGE, MODE_404] {
         fx.idp.set_mode(mode);
-        let ks = fx.server.state.snapshot().clients[0].key_set.clone();
+        let ks = fx.server.state.registry.remote_sets()[0].clone();
         assert!(ks.fetch().await.is_err());
         assert!(
             fx.get("/api/x", Some(&tok)).await.allowed(),

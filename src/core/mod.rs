@@ -13,7 +13,10 @@
 pub mod binding;
 pub mod cache;
 pub mod check;
+pub mod explain;
+pub mod model;
 pub mod policy;
+pub mod ports;
 pub mod snapshot;
 pub mod token;
 pub mod verify;

@@ -18,9 +18,9 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 
-use crate::core::binding::DpopChallenge;
 use crate::core::check::{self, CheckInput, lower_name};
 use crate::core::token::Headers;
+use crate::decision::DpopChallenge;
 use crate::decision::{Allow, Decision, DenyKind, Reason};
 use crate::ops::state::ServerState;
 
@@ -183,7 +183,7 @@ impl Authorization for AuthzService {
         let (metadata, _, req) = request.into_parts();
         // Sampling first, from the traceparent flag or a ratio draw: an unsampled Check does no
         // span work at all (telemetry.rs).
-        let traced = crate::ops::telemetry::sample_check(
+        let traced = crate::observe::spans::sample_check(
             metadata.get("traceparent").and_then(|v| v.to_str().ok()),
             metadata.get("tracestate").and_then(|v| v.to_str().ok()),
             || http_traceparent(&req),

@@ -6,7 +6,6 @@
 //!
 //! Must not: decide a request (that is `core`), speak a wire protocol to clients (that is
 //! `doors`) or import from `doors`, `tools`, `server` or `run`.
-pub mod metrics;
 pub mod reload;
 pub mod selftest;
 pub mod state;
