@@ -293,42 +293,23 @@ fn spawn_sighup(reloader: Option<crate::ops::reload::Reloader>) {
     drop(reloader);
 }
 
-/// What `check-config` found: the summary line, or every error.
-pub fn check_config(
-    source: &crate::tools::compat::Source,
-) -> Result<(crate::tools::compat::Loaded, String), Vec<String>> {
-    let loaded = source
-        .load()
-        .map_err(|errs| errs.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let c = &loaded.config;
-    // jwks_file contents are part of the config: read them too.
-    let mut errors = Vec::new();
-    for (i, client) in c.clients.iter().enumerate() {
-        if let crate::config::KeySource::File(p) = &client.keys {
-            let r = crate::outside::files::read_blocking(p)
-                .map_err(|e| e.to_string())
-                .and_then(|b| crate::keys::parse_jwks(&b, "check").map_err(|e| e.to_string()));
-            if let Err(e) = r {
-                errors.push(format!("clients[{i}].jwks_file: {}: {e}", p.display()));
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let summary = format!(
-        "{source}: ok ({}, {})",
-        plural(c.clients.len(), "client"),
-        plural(c.rules.len(), "rule")
-    );
-    Ok((loaded, summary))
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
+/// Logs on stderr: JSON lines (`json`, the default) or human-readable text; `RUST_LOG` filters
+/// (default `info`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
     } else {
-        format!("{n} {word}s")
+        builder.init();
     }
 }
 
@@ -396,27 +377,5 @@ impl RunningServer {
             Ok(Err(e)) => Err(crate::server::ServeError::Grpc(std::io::Error::other(e))),
             Err(e) => Err(crate::server::ServeError::Grpc(std::io::Error::other(e))),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn check_config_counts_in_words() {
-        assert_eq!(super::plural(1, "client"), "1 client");
-        assert_eq!(super::plural(2, "rule"), "2 rules");
-        assert_eq!(super::plural(0, "rule"), "0 rules");
-        let dir = std::env::temp_dir().join(format!("oidc-authz-run-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("one.yaml");
-        std::fs::write(
-            &path,
-            "clients:\n  - { name: a, issuer: https://sso.example.org/realms/x, audiences: [a] }\nrules:\n  - { name: all, match: { prefix: / } }\n",
-        )
-        .unwrap();
-        let (_, summary) =
-            super::check_config(&crate::tools::compat::Source::File(path.clone())).unwrap();
-        assert!(summary.ends_with("ok (1 client, 1 rule)"), "{summary}");
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -3,7 +3,10 @@
 //! `load`/`parse` turn YAML text into a validated [`Config`] whose rules are already compiled
 //! (matchers, regexes, header names). Every problem is reported, each as a [`ConfigError`] naming
 //! the offending field (`clients[1].audiences`), so `check-config` can list them all at once.
-//! This module never does network I/O; `jwks_file` contents are read later, by the snapshot.
+//! The result is the plain-data [`crate::core::model`] (re-exported here). Sections with their
+//! own file: `binding` (clients[].binding), `telemetry`, and [`units`] (sizes, durations).
+//! This module never does network I/O; `jwks_file` contents are read later, by the snapshot
+//! (`ops::state`). Layer 5: may import `core`, `outside` (URL validation, file reads), `observe`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;

@@ -1,4 +1,4 @@
-//! Front doors (layer 6): the protocols clients speak to us, converted to and from the core's
+//! Front doors (layer 7): the protocols clients speak to us, converted to and from the core's
 //! types at the edge.
 //!
 //! Owns: the Envoy ext_authz gRPC `Check` service ([`grpc`]), the admin HTTP port

@@ -201,3 +201,68 @@ pub async fn explain_remote(
     };
     Ok((resp, ks))
 }
+
+/// `oidc-authz explain` as typed on the command line.
+#[derive(Debug, Default)]
+pub struct Cli {
+    pub config: Option<std::path::PathBuf>,
+    pub server: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<std::path::PathBuf>,
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    pub headers: Vec<String>,
+    pub json: bool,
+    pub key_sets: bool,
+}
+
+/// Run `explain` and print the answer; the exit code: 0 allowed, 1 denied, 2 usage or config
+/// error.
+pub fn cli(a: Cli) -> u8 {
+    let usage = |msg: &str| {
+        eprintln!("oidc-authz: {msg}");
+        2
+    };
+    let req = match cli_request(
+        a.token.as_deref(),
+        a.token_file.as_deref(),
+        a.method,
+        a.path,
+        a.host,
+        &a.headers,
+    ) {
+        Ok(r) => r,
+        Err(msg) => return usage(&msg),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return usage(&format!("cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match &a.server {
+            Some(addr) => explain_remote(addr, req, a.key_sets).await,
+            None => {
+                let source = crate::tools::compat::Source::choose(a.config)?;
+                let (resp, ks, warnings) = explain_offline(&source, &req, a.key_sets).await?;
+                for w in warnings {
+                    eprintln!("warning: {w}");
+                }
+                Ok((resp, ks))
+            }
+        }
+    });
+    let (resp, ks) = match result {
+        Ok(r) => r,
+        Err(msg) => return usage(&msg),
+    };
+    if a.json {
+        println!("{:#}", render_json(&resp, ks.as_ref()));
+    } else {
+        print!("{}", render_text(&resp, ks.as_ref()));
+    }
+    if resp.decision == "allow" { 0 } else { 1 }
+}
