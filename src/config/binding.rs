@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use aws_lc_rs::digest;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::units::parse_duration;
 use crate::core::binding::settings::algs_param;
@@ -21,32 +21,38 @@ use crate::keys::Alg;
 /// The longest accepted `dpop.max_age` (the replay memory holds a proof for max_age + leeway).
 pub const MAX_MAX_AGE: Duration = Duration::from_secs(600);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBinding {
     #[serde(default)]
     require: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     dpop: Option<RawDpop>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     mtls: Option<RawMtls>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawDpop {
+    #[serde(skip_serializing_if = "Option::is_none")]
     algorithms: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_age: Option<RawSecs>,
     #[serde(default)]
     nonce: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     nonce_secret: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct RawMtls {
+    #[serde(skip_serializing_if = "Option::is_none")]
     certificate: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(untagged)]
 enum RawSecs {
     Seconds(u64),

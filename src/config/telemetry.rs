@@ -1,7 +1,7 @@
 //! The `telemetry` section (DESIGN §12): parsed and validated here, compiled into
 //! [`crate::core::model::TelemetryConfig`].
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::core::model::TelemetryConfig;
 use crate::observe::spans::Sample;
@@ -9,11 +9,14 @@ use crate::observe::spans::Sample;
 pub const DEFAULT_SERVICE_NAME: &str = "oidc-authz";
 
 /// `telemetry:` as written in YAML.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawTelemetry {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) otlp_endpoint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     service_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     sample: Option<serde_yaml::Value>,
 }
 

@@ -16,8 +16,10 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Serialize;
-
+use crate::config::schema::{
+    RawCache, RawClient, RawConfig, RawDuration, RawJwks, RawListen, RawMatch, RawRule, RawSource,
+    RawToken,
+};
 use crate::config::{self, Config, ConfigError, ConfigErrors};
 
 /// What the discovery URL must end with: oidc-authz derives the issuer by cutting it off.
@@ -165,75 +167,6 @@ fn fmt_duration(d: Duration) -> String {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// The YAML written out: field names and order as in DESIGN §3 / `config`'s raw schema.
-
-#[derive(Serialize)]
-struct YConfig {
-    listen: YListen,
-    token: YToken,
-    jwks: YJwks,
-    clients: Vec<YClient>,
-    rules: Vec<YRule>,
-    default: &'static str,
-}
-
-#[derive(Serialize)]
-struct YListen {
-    grpc: String,
-    admin: String,
-}
-
-#[derive(Serialize)]
-struct YToken {
-    sources: Vec<YSource>,
-}
-
-#[derive(Serialize)]
-struct YSource {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    header: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cookie: Option<String>,
-}
-
-#[derive(Serialize)]
-struct YJwks {
-    refresh_interval: String,
-    min_refresh_interval: String,
-    max_stale: String,
-    timeout: String,
-}
-
-#[derive(Serialize)]
-struct YClient {
-    name: String,
-    issuer: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    jwks_uri: Option<String>,
-    audiences: Vec<String>,
-    algorithms: Vec<String>,
-    roles: Vec<String>,
-    /// Ordered (subject, email, username, roles), hence a YAML mapping rather than a BTreeMap.
-    headers: serde_yaml::Mapping,
-}
-
-#[derive(Serialize)]
-struct YRule {
-    name: String,
-    #[serde(rename = "match")]
-    matcher: YMatch,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    auth: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-struct YMatch {
-    prefix: String,
-}
-
-// ---------------------------------------------------------------------------------------------
-
 /// Which variable each config field came from, to name it in validation errors.
 #[derive(Debug, Default)]
 struct Origins(Vec<(String, String)>);
@@ -336,7 +269,7 @@ impl<'e> Builder<'e> {
                 ),
             );
         }
-        let clients: Vec<YClient> = sets
+        let clients: Vec<RawClient> = sets
             .iter()
             .enumerate()
             .map(|(i, s)| self.client(i, *s))
@@ -348,22 +281,26 @@ impl<'e> Builder<'e> {
 
         let token = self.token();
         let jwks = self.jwks();
-        let listen = YListen {
-            grpc: self.listen(GRPC_ADDR_VAR, "listen.grpc", DEFAULT_GRPC),
-            admin: self.listen(ADMIN_ADDR_VAR, "listen.admin", DEFAULT_ADMIN),
+        let listen = RawListen {
+            grpc: Some(self.listen(GRPC_ADDR_VAR, "listen.grpc", DEFAULT_GRPC)),
+            admin: Some(self.listen(ADMIN_ADDR_VAR, "listen.admin", DEFAULT_ADMIN)),
+            ..RawListen::default()
         };
         let rules = self.rules();
 
         if !self.errors.is_empty() {
             return Err(ConfigErrors(self.errors));
         }
-        let body = serde_yaml::to_string(&YConfig {
+        // The config's own schema, written out: what compat derives is a config file.
+        let body = serde_yaml::to_string(&RawConfig {
             listen,
             token,
             jwks,
             clients,
             rules,
-            default: "deny",
+            default: Some("deny".into()),
+            cache: RawCache::default(),
+            telemetry: None,
         })
         .map_err(|e| {
             ConfigErrors(vec![ConfigError {
@@ -394,7 +331,7 @@ impl<'e> Builder<'e> {
         ))
     }
 
-    fn client(&mut self, i: usize, suffix: Option<&str>) -> YClient {
+    fn client(&mut self, i: usize, suffix: Option<&str>) -> RawClient {
         let v = |key: &str| var(key, suffix);
         let f = |k: &str| format!("clients[{i}].{k}");
         let name = match suffix {
@@ -520,23 +457,24 @@ impl<'e> Builder<'e> {
             self.secrets.push(v(CLIENT_SECRET));
         }
 
-        let mut headers = serde_yaml::Mapping::new();
-        for (h, claim) in [
+        let headers = [
             ("x-auth-subject", "sub"),
             ("x-auth-email", "email"),
             ("x-auth-username", "preferred_username"),
             ("x-auth-roles", roles_claim.as_str()),
-        ] {
-            headers.insert(h.into(), claim.into());
-        }
-        YClient {
+        ]
+        .into_iter()
+        .map(|(h, claim)| (h.to_owned(), claim.to_owned()))
+        .collect();
+        RawClient {
             name,
             issuer: escape(&issuer),
             jwks_uri,
             audiences,
-            algorithms,
-            roles: vec![roles_claim.clone()],
-            headers,
+            algorithms: Some(algorithms),
+            roles: Some(vec![roles_claim.clone()]),
+            headers: Some(headers),
+            ..RawClient::default()
         }
     }
 
@@ -558,22 +496,25 @@ impl<'e> Builder<'e> {
         }
     }
 
-    fn token(&mut self) -> YToken {
-        let mut sources = vec![YSource {
+    fn token(&mut self) -> RawToken {
+        let mut sources = vec![RawSource {
             header: Some("authorization".into()),
             cookie: None,
         }];
         if let Some(c) = self.get(AUTH_COOKIE_NAME) {
             self.origins.add("token.sources", AUTH_COOKIE_NAME);
-            sources.push(YSource {
+            sources.push(RawSource {
                 header: None,
                 cookie: Some(c),
             });
         }
-        YToken { sources }
+        RawToken {
+            sources: Some(sources),
+            max_bytes: None,
+        }
     }
 
-    fn jwks(&mut self) -> YJwks {
+    fn jwks(&mut self) -> RawJwks {
         let d = config::JwksSettings::default();
         let refresh = match self.get(JWKS_CACHE_TIMEOUT) {
             None => d.refresh_interval,
@@ -595,12 +536,14 @@ impl<'e> Builder<'e> {
                 }
             }
         };
-        YJwks {
-            refresh_interval: fmt_duration(refresh),
+        let text = |d| Some(RawDuration::Text(fmt_duration(d)));
+        RawJwks {
+            refresh_interval: text(refresh),
             // The unknown-kid refetch cooldown must not exceed the refresh interval.
-            min_refresh_interval: fmt_duration(d.min_refresh_interval.min(refresh)),
-            max_stale: fmt_duration(d.max_stale.max(refresh)),
-            timeout: fmt_duration(d.timeout),
+            min_refresh_interval: text(d.min_refresh_interval.min(refresh)),
+            max_stale: text(d.max_stale.max(refresh)),
+            timeout: text(d.timeout),
+            ca_file: None,
         }
     }
 
@@ -614,25 +557,30 @@ impl<'e> Builder<'e> {
         }
     }
 
-    fn rules(&mut self) -> Vec<YRule> {
+    fn rules(&mut self) -> Vec<RawRule> {
         let mut rules = Vec::new();
         if let Some(paths) = self.get(PUBLIC_PATHS) {
             for p in paths.split(',').map(str::trim).filter(|p| !p.is_empty()) {
                 self.origins
                     .add(format!("rules[{}]", rules.len()), PUBLIC_PATHS);
-                rules.push(YRule {
+                rules.push(RawRule {
                     name: format!("public-{}", rules.len() + 1),
-                    matcher: YMatch {
-                        prefix: p.to_owned(),
+                    matcher: RawMatch {
+                        prefix: Some(p.to_owned()),
+                        ..RawMatch::default()
                     },
-                    auth: Some("none"),
+                    auth: Some("none".into()),
+                    ..RawRule::default()
                 });
             }
         }
-        rules.push(YRule {
+        rules.push(RawRule {
             name: REQUIRES_AUTH_RULE.into(),
-            matcher: YMatch { prefix: "/".into() },
-            auth: None,
+            matcher: RawMatch {
+                prefix: Some("/".into()),
+                ..RawMatch::default()
+            },
+            ..RawRule::default()
         });
         rules
     }
