@@ -383,6 +383,10 @@ rules:
   - name: billing-only
     match: {{ prefix: /api/billing }}
     clients: [billing]
+  - name: admin-audit                  # being rolled out: decided and counted, not enforced
+    match: {{ prefix: /api/admin }}
+    roles: {{ any_of: [names_admin] }}
+    mode: audit
   - name: api
     match: {{ prefix: /api }}
 default: deny
@@ -555,6 +559,37 @@ def test_anonymous_route_strips_spoofed_claim_headers(stack):
     h = upstream_saw(resp)["headers"]
     for name in CLAIM_HEADERS:
         assert name not in h, (name, h)
+
+
+def audit_denies(stack: "Stack", reason: str) -> float:
+    """oidc_authz_checks_total for the admin-audit rule's audit_deny with `reason`, from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.admin_port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if (line.startswith("oidc_authz_checks_total{") and 'decision="audit_deny"' in line
+                and f'reason="{reason}"' in line and 'rule="admin-audit"' in line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_audit_mode_rule_lets_requests_through_and_counts_what_it_would_deny(stack, main):
+    # a valid token without the role: reaches the upstream with its own claim headers
+    before = audit_denies(stack, "missing_a_valid_role")
+    resp = stack.get("/api/admin/users", main.token("orders-reader", ORDERS),
+                     headers={"x-auth-subject": "admin"})
+    h = upstream_saw(resp)["headers"]
+    assert h["x-auth-subject"] == "orders-reader" and h["x-authz-client"] == "orders", h
+    assert audit_denies(stack, "missing_a_valid_role") == before + 1
+    # no token: reaches the upstream too, with every spoofed identity header removed
+    before = audit_denies(stack, "authorization_header_missing")
+    resp = stack.get("/api/admin/users", headers={"x-auth-subject": "admin", "x-authz-client": "orders"})
+    h = upstream_saw(resp)["headers"]
+    for name in CLAIM_HEADERS:
+        assert name not in h, (name, h)
+    assert audit_denies(stack, "authorization_header_missing") == before + 1
+    # the same request on an enforced rule is still refused
+    assert_denied(stack.get("/api/names/1", method="PUT"), 401, "authorization_header_missing")
 
 
 def test_public_route_needs_no_token(stack):

@@ -236,6 +236,9 @@ pub struct Allow {
     pub set_headers: Vec<(String, String)>,
     /// Headers to remove from the upstream request (spoofable names this request does not set).
     pub remove_headers: Vec<String>,
+    /// Set when a `mode: audit` rule would have denied: the real deny (logged and counted as
+    /// `decision="audit_deny"`), the request allowed all the same (DESIGN §11).
+    pub audit: Option<Deny>,
 }
 
 /// The result of a Check.

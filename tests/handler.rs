@@ -278,8 +278,10 @@ clients:
     authorized_parties: [frontend, mobile]
     require_typ: at+jwt
     leeway: {LEEWAY}s
+    headers: {{ x-auth-subject: sub }}
 rules:
   - {{ name: health, match: {{ path: /healthz }}, auth: none }}
+  - {{ name: admin-audit, match: {{ prefix: /admin }}, roles: {{ any_of: [admin] }}, mode: audit }}
   - {{ name: maybe, match: {{ prefix: /maybe }}, auth: optional }}
   - {{ name: all, match: {{ prefix: / }} }}
 "#,
@@ -518,4 +520,107 @@ async fn optional_allows_no_token_but_denies_a_bad_one() {
     }
     let d2 = d.at("/maybe/x", Some("Bearer not.a.jwt"), T).await;
     assert!(!d2.is_allow(), "optional with a malformed token: {d2:?}");
+}
+
+/// `mode: audit` (DESIGN §11): the rule's real decision is kept beside an allow. A valid token
+/// gets its claim headers as on an allow; anything else passes with every spoofable header
+/// removed and none set.
+#[tokio::test]
+async fn audit_mode_allows_and_keeps_the_real_deny() {
+    let d = strict();
+    let audited = |dec: &Decision| match dec {
+        Decision::Allow(a) => a.clone(),
+        other => panic!("audit mode must allow: {other:?}"),
+    };
+    // a valid token without the role: allowed, with its claim headers
+    let a = audited(&d.bearer_at("/admin/x", &d.good(), T).await);
+    assert_eq!(a.rule, "admin-audit");
+    assert_eq!(
+        a.audit.as_ref().map(|x| x.reason),
+        Some(Reason::MissingAValidRole)
+    );
+    assert!(
+        a.set_headers
+            .iter()
+            .any(|(h, v)| h == "x-auth-subject" && v == "u"),
+        "{a:?}"
+    );
+    assert!(
+        a.set_headers
+            .iter()
+            .any(|(h, v)| h == "x-authz-client" && v == "strict")
+    );
+    // no token, an expired token: allowed with nothing set and every spoofable header removed
+    let expired = d.token(Some("at+jwt"), json!({"exp": T - 3600, "iat": T - 7200}));
+    for (dec, want) in [
+        (
+            d.at("/admin/x", None, T).await,
+            Reason::AuthorizationHeaderMissing,
+        ),
+        (
+            d.bearer_at("/admin/x", &expired, T).await,
+            Reason::TokenExpired,
+        ),
+    ] {
+        let a = audited(&dec);
+        assert_eq!(a.audit.as_ref().map(|x| x.reason), Some(want), "{a:?}");
+        assert!(a.set_headers.is_empty(), "{a:?}");
+        for h in ["x-auth-subject", "x-authz-client"] {
+            assert!(
+                a.remove_headers.iter().any(|r| r == h),
+                "{h} removed: {a:?}"
+            );
+        }
+    }
+    // enforce mode is untouched: the same request elsewhere is still denied
+    assert_reason(
+        &d.at("/other", None, T).await,
+        Some(Reason::AuthorizationHeaderMissing),
+        "an enforce rule",
+    );
+    // the metric and the trace say audit_deny with the real reason
+    let m = Metrics::new();
+    m.record_check(&d.bearer_at("/admin/x", &d.good(), T).await, 0.001);
+    assert_eq!(
+        m.checks_count(
+            "audit_deny",
+            "missing_a_valid_role",
+            "strict",
+            "admin-audit"
+        ),
+        1
+    );
+    let input = CheckInput {
+        method: "GET",
+        host: "h",
+        path: "/admin/x",
+        ..Default::default()
+    };
+    let ex = oidc_authz::core::explain::explain(&d.state.snapshot(), &input, T).await;
+    assert!(ex.decision.is_allow());
+    assert!(
+        ex.steps
+            .iter()
+            .any(|(s, o)| s == "audit" && o.contains("would deny 401 authorization_header_missing")),
+        "{:?}",
+        ex.steps
+    );
+}
+
+#[test]
+fn a_rule_mode_is_enforce_or_audit() {
+    let yaml = |mode: &str| {
+        format!(
+            "clients:\n  - {{ name: a, issuer: {ISS}, jwks_uri: https://idp.example.org/k, audiences: [a] }}\nrules:\n  - {{ name: r, match: {{ prefix: / }}, mode: {mode} }}\n"
+        )
+    };
+    assert!(oidc_authz::config::parse(&yaml("audit")).is_ok());
+    assert!(oidc_authz::config::parse(&yaml("enforce")).is_ok());
+    let e = oidc_authz::config::parse(&yaml("shadow"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rules[0].mode") && e.contains("enforce or audit"),
+        "{e}"
+    );
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 // config imports neither `jwks` nor `introspect`: the types they need from the config live
 // here, and URL rules come from `fetch` (one-way: config → fetch).
-use crate::core::policy::{AuthMode, Condition, HostMatcher, PathMatcher, Rule};
+use crate::core::policy::{AuthMode, Condition, HostMatcher, PathMatcher, Rule, RuleMode};
 use crate::core::token::TokenSource;
 use crate::keys::Alg;
 

@@ -150,6 +150,17 @@ impl Validator<'_> {
                     "roles, scopes, claims and clients conditions need `auth: required` (they can only hold for a verified token)",
                 );
             }
+            let mode = match r.mode.as_deref() {
+                None | Some("enforce") => RuleMode::Enforce,
+                Some("audit") => RuleMode::Audit,
+                Some(other) => {
+                    self.err(
+                        f("mode"),
+                        format!("must be enforce or audit, not `{other}`"),
+                    );
+                    RuleMode::Enforce
+                }
+            };
             out.push(Rule {
                 name: r.name,
                 path,
@@ -157,6 +168,7 @@ impl Validator<'_> {
                 hosts,
                 auth,
                 conditions,
+                mode,
             });
         }
         out

@@ -164,6 +164,9 @@ pub(crate) struct RawRule {
     pub(crate) claims: Option<BTreeMap<String, serde_yaml::Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) clients: Option<Vec<String>>,
+    /// `enforce` (default) or `audit` (DESIGN §11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) mode: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -13,7 +13,7 @@ use crate::core::ports::{Answer, Introspect};
 use crate::observe::metrics::Metrics;
 
 use crate::core::model::DefaultAction;
-use crate::core::policy::{self, AuthMode};
+use crate::core::policy::{self, AuthMode, RuleMode};
 use crate::core::snapshot::{CLIENT_HEADER, Snapshot};
 use crate::core::token::{self, Headers};
 use crate::core::verify::{self, Failure};
@@ -192,10 +192,15 @@ async fn decide_inner(
         Some(r) => {
             trace.step("rule", || {
                 format!(
-                    "{} (auth {:?}, {} condition(s))",
+                    "{} (auth {:?}, {} condition(s){})",
                     r.name,
                     r.auth,
-                    r.conditions.len()
+                    r.conditions.len(),
+                    if r.mode == RuleMode::Audit {
+                        ", mode audit"
+                    } else {
+                        ""
+                    }
                 )
             });
             (r.name.as_str(), r.auth, Some(r))
@@ -221,6 +226,61 @@ async fn decide_inner(
             }
         },
     };
+    let audit = rule.is_some_and(|r| r.mode == RuleMode::Audit);
+    let matched = Matched {
+        name: rule_name,
+        auth,
+        rule,
+        audit,
+    };
+    match decide_rule(snap, cache, metrics, replay, input, now, trace, &matched).await {
+        // `mode: audit`: the deny is the outcome to log and count; the request passes with no
+        // claim headers (a valid token's headers are set in `decide_rule`).
+        Decision::Deny { deny, client, .. } if audit => {
+            trace.step("audit", || audit_line(&deny));
+            Decision::Allow(Allow {
+                rule: rule_name.to_owned(),
+                client,
+                subject: None,
+                set_headers: Vec::new(),
+                remove_headers: snap.spoofable.clone(),
+                audit: Some(deny),
+            })
+        }
+        d => d,
+    }
+}
+
+/// The rule a request matched (or the implicit `default` rule).
+struct Matched<'s> {
+    name: &'s str,
+    auth: AuthMode,
+    rule: Option<&'s policy::Rule>,
+    /// `mode: audit`.
+    audit: bool,
+}
+
+fn audit_line(deny: &Deny) -> String {
+    format!(
+        "mode: audit — would deny {} {} ({}); allowed",
+        deny.reason.http_status(),
+        deny.reason.code(),
+        deny.detail
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn decide_rule(
+    snap: &Snapshot,
+    cache: Option<&TokenCache>,
+    metrics: Option<&Metrics>,
+    replay: &ReplayMemory,
+    input: &CheckInput<'_>,
+    now: i64,
+    trace: &mut Trace,
+    matched: &Matched<'_>,
+) -> Decision {
+    let (rule_name, auth, rule) = (matched.name, matched.auth, matched.rule);
     if auth == AuthMode::None {
         trace.step("token", || "not looked at: the rule's auth is none".into());
         return anonymous(snap, rule_name);
@@ -346,10 +406,16 @@ async fn decide_inner(
             true,
         );
     }
+    let mut audit = None;
     if let Some(rule) = rule
         && let Err(d) = policy::check_conditions(rule, &entry.claims, &entry.roles, entry.client)
     {
-        return deny(d, Some(rule_name), Some(name), true);
+        if !matched.audit {
+            return deny(d, Some(rule_name), Some(name), true);
+        }
+        // `mode: audit` with a valid token: allowed as the rule would allow it, headers set.
+        trace.step("audit", || audit_line(&d));
+        audit = Some(d);
     }
     // Allow: set the routed client's claim headers, remove every other spoofable header.
     let mut set_headers = Vec::with_capacity(entry.headers.len() + 1);
@@ -367,6 +433,7 @@ async fn decide_inner(
         subject: entry.subject.clone(),
         set_headers,
         remove_headers,
+        audit,
     })
 }
 
@@ -669,6 +736,7 @@ fn anonymous(snap: &Snapshot, rule: &str) -> Decision {
         subject: None,
         set_headers: Vec::new(),
         remove_headers: snap.spoofable.clone(),
+        audit: None,
     })
 }
 

@@ -26,6 +26,17 @@ pub enum AuthMode {
     None,
 }
 
+/// A rule's `mode` (DESIGN §11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RuleMode {
+    /// Its decision is the answer (default).
+    #[default]
+    Enforce,
+    /// Its decision is computed, logged and counted (`decision="audit_deny"` with the real
+    /// reason), but the request is allowed: for rolling out a rule without breaking callers.
+    Audit,
+}
+
 #[derive(Debug, Clone)]
 pub enum PathMatcher {
     Exact(String),
@@ -74,6 +85,7 @@ pub struct Rule {
     pub hosts: Option<Vec<HostMatcher>>,
     pub auth: AuthMode,
     pub conditions: Vec<Condition>,
+    pub mode: RuleMode,
 }
 
 /// Why a rule's path or host matcher cannot be compiled (config validation names the field).
@@ -724,6 +736,7 @@ mod tests {
                 hosts: None,
                 auth: AuthMode::Required,
                 conditions: vec![],
+                mode: RuleMode::Enforce,
             },
             Rule {
                 name: "h".into(),
@@ -732,6 +745,7 @@ mod tests {
                 hosts: Some(vec![HostMatcher::parse("a.org").unwrap()]),
                 auth: AuthMode::Required,
                 conditions: vec![],
+                mode: RuleMode::Enforce,
             },
             Rule {
                 name: "r".into(),
@@ -740,6 +754,7 @@ mod tests {
                 hosts: None,
                 auth: AuthMode::None,
                 conditions: vec![],
+                mode: RuleMode::Enforce,
             },
         ];
         assert_eq!(
@@ -789,6 +804,7 @@ mod tests {
                 hosts: host.map(|h| vec![HostMatcher::parse(h).unwrap()]),
                 auth: AuthMode::Required,
                 conditions: vec![],
+                mode: RuleMode::Enforce,
             })
             .collect();
         let paths = [
@@ -842,6 +858,7 @@ mod tests {
             hosts: None,
             auth: AuthMode::Required,
             conditions: vec![c],
+            mode: RuleMode::Enforce,
         };
         let ok = |c: Condition| check_conditions(&rule(c), claims, &roles, 0).map_err(|d| d.reason);
         assert!(ok(Condition::RolesAll(vec!["a".into(), "b".into()])).is_ok());

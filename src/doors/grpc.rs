@@ -221,6 +221,21 @@ impl Authorization for AuthzService {
         // every record, which cost ~12% of a warm Check's CPU (perf, docs/performance.md). The
         // events below carry every field themselves.
         match &decision {
+            Decision::Allow(a) if a.audit.is_some() => {
+                let deny = a.audit.as_ref().map(|d| (d.reason.code(), d.detail));
+                let (reason, detail) = deny.unwrap_or_default();
+                // `mode: audit`: logged like a deny, answered as an allow.
+                tracing::info!(
+                    request_id = request_id(&req),
+                    decision = "audit_deny",
+                    client = a.client.as_deref().unwrap_or(""),
+                    rule = %a.rule,
+                    reason,
+                    detail,
+                    latency_us = elapsed.as_micros() as u64,
+                    "audit_deny"
+                );
+            }
             Decision::Allow(a) => {
                 tracing::debug!(
                     request_id = request_id(&req),

@@ -176,8 +176,12 @@ impl Metrics {
     pub fn record_check(&self, decision: &Decision, seconds: f64) {
         let (d, reason, client, rule) = match decision {
             Decision::Allow(a) => (
-                "allow",
-                "",
+                if a.audit.is_some() {
+                    "audit_deny"
+                } else {
+                    "allow"
+                },
+                a.audit.as_ref().map_or("", |d| d.reason.code()),
                 a.client.as_deref().unwrap_or(""),
                 a.rule.as_str(),
             ),

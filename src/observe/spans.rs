@@ -211,7 +211,15 @@ impl SampledCheck {
     /// Record the outcome (config-bounded names and codes only, never request data) and end.
     pub fn finish(self, decision: &Decision, cache_hit: bool, api: &'static str) {
         let (d, reason, client, rule) = match decision {
-            Decision::Allow(a) => ("allow", "", a.client.as_deref(), Some(a.rule.as_str())),
+            Decision::Allow(a) => match &a.audit {
+                None => ("allow", "", a.client.as_deref(), Some(a.rule.as_str())),
+                Some(d) => (
+                    "audit_deny",
+                    d.reason.code(),
+                    a.client.as_deref(),
+                    Some(a.rule.as_str()),
+                ),
+            },
             Decision::Deny {
                 deny, rule, client, ..
             } => (

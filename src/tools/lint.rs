@@ -306,6 +306,7 @@ mod tests {
             hosts: None,
             auth: AuthMode::Required,
             conditions: Vec::new(),
+            mode: crate::core::policy::RuleMode::Enforce,
         }
     }
 
@@ -452,6 +453,7 @@ mod tests {
             }),
             auth: AuthMode::Required,
             conditions: Vec::new(),
+            mode: crate::core::policy::RuleMode::Enforce,
         })
     }
 
