@@ -238,7 +238,7 @@ pub struct Allow {
     pub remove_headers: Vec<String>,
     /// Set when a `mode: audit` rule would have denied: the real deny (logged and counted as
     /// `decision="audit_deny"`), the request allowed all the same (DESIGN §11).
-    pub audit: Option<Deny>,
+    pub audit: Option<Box<Deny>>,
 }
 
 /// The result of a Check.

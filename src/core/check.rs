@@ -244,7 +244,7 @@ async fn decide_inner(
                 subject: None,
                 set_headers: Vec::new(),
                 remove_headers: snap.spoofable.clone(),
-                audit: Some(deny),
+                audit: Some(Box::new(deny)),
             })
         }
         d => d,
@@ -415,7 +415,7 @@ async fn decide_rule(
         }
         // `mode: audit` with a valid token: allowed as the rule would allow it, headers set.
         trace.step("audit", || audit_line(&d));
-        audit = Some(d);
+        audit = Some(Box::new(d));
     }
     // Allow: set the routed client's claim headers, remove every other spoofable header.
     let mut set_headers = Vec::with_capacity(entry.headers.len() + 1);
@@ -653,37 +653,33 @@ async fn verify_opaque(
             true,
         ));
     };
-    let fail = |reason, detail| {
-        Err(deny(
-            Deny::new(reason, detail),
-            Some(rule_name),
-            Some(name),
-            true,
-        ))
-    };
+    let fail = |reason, detail| deny(Deny::new(reason, detail), Some(rule_name), Some(name), true);
     let exp = match claims.get("exp") {
         None => None,
         Some(v) => match v.as_i64() {
             Some(e) => Some(e),
             None => {
-                return fail(
+                return Err(fail(
                     Reason::InvalidClaims,
                     "the introspection exp is not an integer",
-                );
+                ));
             }
         },
     };
     if exp.is_some_and(|e| e <= now) {
-        return fail(Reason::TokenExpired, "the introspection exp is in the past");
+        return Err(fail(
+            Reason::TokenExpired,
+            "the introspection exp is in the past",
+        ));
     }
     if claims
         .get("iss")
         .is_some_and(|i| i.as_str() != Some(client.cfg.issuer.as_str()))
     {
-        return fail(
+        return Err(fail(
             Reason::InvalidClaims,
             "the introspection iss is not the client's issuer",
-        );
+        ));
     }
     let aud_ok = match claims.get("aud") {
         None => true,
@@ -695,10 +691,10 @@ async fn verify_opaque(
         Some(_) => false,
     };
     if !aud_ok {
-        return fail(
+        return Err(fail(
             Reason::UnknownAudience,
             "the introspection aud names none of the client's audiences",
-        );
+        ));
     }
     let mut headers = Vec::with_capacity(client.cfg.headers.len());
     for (header, path) in &client.cfg.headers {
