@@ -22,8 +22,9 @@
 #     `sample: {ratio: 0}`, (c) `sample: {ratio: 1.0}`; (b) and (c) export to their own counting OTLP/gRPC
 #     receiver (bench/otlp_sink.py, grpcio + opentelemetry-proto from .venv), which answers every Export
 #     with success and counts the spans. Prints Checks/s, server CPU µs per Check, b/a and c/a, the spans
-#     received per Check and the server's oidc_authz_trace_export_errors_total. The order of (a)/(b)/(c)
-#     rotates from round to round.
+#     received per Check and the server's oidc_authz_trace_export_errors_total. Within a round the three
+#     alternate in BENCH_TEL_SLICES slices (a b c a b c …, the order rotating), so background load that
+#     comes and goes falls on all three alike.
 #   dpop: one oidc-authz instance whose client has `binding: {dpop: {algorithms: [ES256]}}`, restarted each
 #     round (empty DPoP replay memory); before each round bench_tokens' DPoP mode mints a new issuer key,
 #     BENCH_DPOP_TOKENS plain tokens, as many DPoP-bound tokens (each with its own ES256 key, cnf.jkt =
@@ -49,6 +50,8 @@
 #   BENCH_VARIANTS     extra ext_authz -> allow-all configurations to measure, e.g.
 #                      "allowed_headers raw_headers h2_window google_grpc" (bench/envoy_config.py), and
 #                      "rich": the allow-all server answering like oidc-authz (headers + dynamic metadata)
+#   BENCH_TEL_SLICES   the telemetry part measures (a) (b) (c) in this many alternating slices per round
+#                      (default 5: a b c a b c … of BENCH_SECONDS/5 each; the round's figure is their sum)
 #   BENCH_DPOP_TOKENS  distinct tokens of each kind (plain, DPoP-bound) in the dpop part (default 1000)
 #   BENCH_DPOP_PROOFS  DPoP proofs made per round (default 200000; a run that uses them up before
 #                      BENCH_SECONDS ends early and says so). Keep it under ~230000: the server's replay
@@ -70,6 +73,8 @@ VARIANTS="${BENCH_VARIANTS:-}"
 ONLY="${BENCH_ONLY:-main,telemetry,dpop}"
 DPOP_TOKENS="${BENCH_DPOP_TOKENS:-1000}"
 DPOP_PROOFS="${BENCH_DPOP_PROOFS:-200000}"
+TEL_SLICES="${BENCH_TEL_SLICES:-5}"
+TEL_SLICE_SECS=$(awk -v s="$SECS" -v n="$TEL_SLICES" 'BEGIN {printf "%.3f", s / n}')
 WARM=1000
 CONNS=32
 RATE=5000
@@ -491,13 +496,29 @@ for r in $(seq 1 "$ROUNDS"); do
   fi # main
 
   if has telemetry; then
-    # (a) off, (b) ratio 0, (c) ratio 1.0; the order rotates so no configuration always goes first
-    for v in $(rotate $((r - 1)) off r0 r1); do
-      inst=$(case $v in off) echo tel_off ;; r0) echo tel_0 ;; r1) echo tel_1 ;; esac)
-      s0=$(sink_count 1 check_spans)
-      loadgen_run "$r" "tel.$v" "$inst" "${PORT[$inst]}" "$tokdir/warm.txt" --connections 2 --streams 16 \
-        --duration "$SECS"
-      if [[ $v == r1 ]]; then put tel.r1.spans_in_window "$r" "$(( $(sink_count 1 check_spans) - s0 ))"; fi
+    # (a) off, (b) ratio 0, (c) ratio 1.0, in TEL_SLICES slices of SECS/TEL_SLICES each, a b c a b c …
+    # with the order rotating, so slow changes of the background load hit all three alike; a round's
+    # figures are the sums over its slices.
+    for k in $(seq 1 "$TEL_SLICES"); do
+      for v in $(rotate $(((r + k - 2) % 3)) off r0 r1); do
+        inst=$(case $v in off) echo tel_off ;; r0) echo tel_0 ;; r1) echo tel_1 ;; esac)
+        s0=$(sink_count 1 check_spans)
+        loadgen_run "$r" "tel.$v.s$k" "$inst" "${PORT[$inst]}" "$tokdir/warm.txt" --connections 2 --streams 16 \
+          --duration "$TEL_SLICE_SECS"
+        if [[ $v == r1 ]]; then put "tel.r1.s$k.spans" "$r" "$(( $(sink_count 1 check_spans) - s0 ))"; fi
+      done
+    done
+    for v in off r0 r1; do
+      awk -F'\t' -v r="$r" -v p="tel.$v.s" '
+        $2 == r && index($1, p) == 1 {
+          split(substr($1, length(p) + 1), a, ".")
+          if (a[2] ~ /^(checks|errors|seconds|cpu_s|spans)$/) sum[a[2]] += $3
+        }
+        END {
+          for (f in sum) printf "tel.%s.%s\t%s\t%s\n", v, f, r, sum[f]
+          if (sum["seconds"] > 0) printf "tel.%s.checks_per_s\t%s\t%.1f\n", v, r, sum["checks"] / sum["seconds"]
+        }' v="$v" "$results" >>"$results.round"
+      cat "$results.round" >>"$results"; rm -f "$results.round"
     done
   fi
 
