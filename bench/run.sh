@@ -33,7 +33,7 @@
 #     Bearer tokens vs DPoP-bound tokens + proofs (each proof sent once; every answer must be an allow),
 #     alternating which goes first: server CPU µs per Check side by side.
 #
-#   BENCH_ONLY=telemetry,dpop bench/run.sh   # just these two parts (≈ 3 min; no Envoy / wrk needed)
+#   BENCH_ONLY=telemetry,dpop bench/run.sh   # just these two parts (≈ 5 min; no Envoy / wrk needed)
 #
 # Environment:
 #   BENCH_ONLY         comma-separated parts to run: main (everything above the "and"), telemetry, dpop
