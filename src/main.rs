@@ -43,6 +43,10 @@ enum Command {
         /// JWT_OIDC_* environment variables (compatibility mode).
         #[arg(long, env = "OIDC_AUTHZ_CONFIG")]
         config: Option<PathBuf>,
+        /// A candidate config decided beside the live one for every Check; disagreements are
+        /// counted and logged, the answer comes from the live config only (DESIGN §11).
+        #[arg(long, env = "OIDC_AUTHZ_SHADOW_CONFIG")]
+        shadow_config: Option<PathBuf>,
     },
     /// Validate a config file (or the config derived from JWT_OIDC_* variables): exit 0, or
     /// non-zero listing every error.
@@ -80,10 +84,13 @@ fn main() -> ExitCode {
                 key_sets: a.key_sets,
             },
         )),
-        Command::Serve { config } => match Source::choose(config) {
+        Command::Serve {
+            config,
+            shadow_config,
+        } => match Source::choose(config) {
             Ok(source) => {
                 oidc_authz::run::init_logging(matches!(cli.log_format, LogFormat::Json));
-                serve(source)
+                serve(source, shadow_config)
             }
             Err(msg) => usage_error(&msg),
         },
@@ -95,8 +102,8 @@ fn usage_error(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn serve(source: Source) -> ExitCode {
-    match oidc_authz::run::serve_blocking(source) {
+fn serve(source: Source, shadow_config: Option<PathBuf>) -> ExitCode {
+    match oidc_authz::run::serve_blocking(source, shadow_config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");

@@ -50,6 +50,9 @@ impl RunError {
 pub struct RunOptions {
     /// The file the config came from: watched, and reloaded on change and on SIGHUP.
     pub config_path: Option<PathBuf>,
+    /// `--shadow-config`: a candidate config decided beside the live one (ops::shadow),
+    /// watched and reloaded like it.
+    pub shadow_config: Option<PathBuf>,
     /// How often the config file is checked for changes.
     pub reload_poll: Duration,
     pub drain_timeout: Duration,
@@ -66,6 +69,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             config_path: None,
+            shadow_config: None,
             reload_poll: crate::ops::reload::DEFAULT_POLL,
             drain_timeout: crate::server::DEFAULT_DRAIN_TIMEOUT,
             signals: false,
@@ -89,7 +93,10 @@ pub async fn run(
 /// `oidc-authz serve`: load the config from `source` (logging every error and note), then run
 /// on a new multi-threaded runtime with reload (for a file) and signal handling until SIGTERM /
 /// Ctrl-C.
-pub fn serve_blocking(source: crate::tools::compat::Source) -> Result<(), RunError> {
+pub fn serve_blocking(
+    source: crate::tools::compat::Source,
+    shadow_config: Option<PathBuf>,
+) -> Result<(), RunError> {
     let loaded = source.load().inspect_err(|errs| {
         for e in &errs.0 {
             tracing::error!(field = %e.field, error = %e.message, "invalid config");
@@ -108,6 +115,7 @@ pub fn serve_blocking(source: crate::tools::compat::Source) -> Result<(), RunErr
             crate::tools::compat::Source::File(p) => Some(p),
             crate::tools::compat::Source::Environment => None,
         },
+        shadow_config,
         signals: true,
         ..RunOptions::default()
     };
@@ -149,6 +157,22 @@ impl Started {
         state: Arc<ServerState>,
         options: RunOptions,
     ) -> Result<Self, RunError> {
+        if let Some(path) = &options.shadow_config {
+            // An invalid candidate at start is an invalid config (exit 2), named as the shadow.
+            let shadow = crate::config::load(path).and_then(|c| state.set_shadow(c));
+            shadow.map_err(|errs| {
+                ConfigErrors(
+                    errs.0
+                        .into_iter()
+                        .map(|e| crate::config::ConfigError {
+                            field: format!("--shadow-config {}: {}", path.display(), e.field),
+                            message: e.message,
+                        })
+                        .collect(),
+                )
+            })?;
+            tracing::info!(shadow_config = %path.display(), "deciding every Check against the shadow config too");
+        }
         let listen = state.snapshot().config.listen;
         raise_fd_limit(listen.limits.max_connections);
         let bind = |what: &'static str, addr: SocketAddr| async move {
@@ -199,9 +223,18 @@ impl Started {
         let reloader = self.options.config_path.clone().map(|path| {
             crate::ops::reload::spawn(self.state.clone(), path, self.options.reload_poll)
         });
+        let shadow_reloader = self.options.shadow_config.clone().map(|path| {
+            crate::ops::reload::spawn_with_settle(
+                self.state.clone(),
+                path,
+                self.options.reload_poll,
+                crate::ops::reload::DEFAULT_SETTLE,
+                crate::ops::reload::Target::Shadow,
+            )
+        });
         let signals = self.options.signals;
         if signals {
-            spawn_sighup(reloader.clone());
+            spawn_sighup(reloader.clone(), shadow_reloader);
         }
         let shutdown = async move {
             if signals {
@@ -269,7 +302,10 @@ async fn termination() {
 
 /// SIGHUP → reload the config now. Installed in every mode: SIGHUP's default action would
 /// terminate the process.
-fn spawn_sighup(reloader: Option<crate::ops::reload::Reloader>) {
+fn spawn_sighup(
+    reloader: Option<crate::ops::reload::Reloader>,
+    shadow: Option<crate::ops::reload::Reloader>,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -278,6 +314,9 @@ fn spawn_sighup(reloader: Option<crate::ops::reload::Reloader>) {
             return;
         };
         while hup.recv().await.is_some() {
+            if let Some(s) = &shadow {
+                s.trigger();
+            }
             match &reloader {
                 Some(r) => {
                     tracing::info!("SIGHUP: reloading the config");
@@ -290,7 +329,7 @@ fn spawn_sighup(reloader: Option<crate::ops::reload::Reloader>) {
         }
     });
     #[cfg(not(unix))]
-    drop(reloader);
+    drop((reloader, shadow));
 }
 
 /// Logs on stderr: JSON lines (`json`, the default) or human-readable text; `RUST_LOG` filters

@@ -76,3 +76,25 @@ fn serve_refuses_an_invalid_config_with_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("clients[1].audiences"));
 }
+
+#[test]
+fn serve_refuses_an_invalid_shadow_config_with_exit_2() {
+    let out = Command::new(env!("CARGO_BIN_EXE_oidc-authz"))
+        .args([
+            "serve",
+            "--config",
+            "tests/fixtures/config/valid.yaml",
+            "--shadow-config",
+            "tests/fixtures/config/invalid/empty-audiences.yaml",
+            "--log-format",
+            "text",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--shadow-config tests/fixtures/config/invalid/empty-audiences.yaml: clients[1].audiences"),
+        "{stderr}"
+    );
+}

@@ -624,3 +624,73 @@ fn a_rule_mode_is_enforce_or_audit() {
         "{e}"
     );
 }
+
+/// `--shadow-config` (DESIGN §11): the candidate decides every Check too, the answer comes from
+/// the live config only, and disagreements (decision or reason) are counted by rule.
+#[tokio::test]
+async fn a_shadow_config_is_decided_beside_the_live_one_and_never_answers() {
+    let key = TestKey::generate(Alg::ES256, "k1");
+    let dir = std::env::temp_dir().join(format!(
+        "oidc-authz-handler-shadow-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keys.json");
+    std::fs::write(&file, jwks(&[&key])).unwrap();
+    let cfg = |rules: &str| {
+        oidc_authz::config::parse(&format!(
+            "clients:\n  - {{ name: app, issuer: {ISS}, jwks_file: {}, audiences: [app], algorithms: [ES256], roles: [realm_access.roles] }}\nrules:\n{rules}",
+            file.display()
+        ))
+        .unwrap()
+    };
+    let live = cfg("  - { name: all, match: { prefix: / } }\n");
+    let candidate = cfg("  - { name: admins, match: { prefix: / }, roles: { any_of: [admin] } }\n");
+    let state = ServerState::new(live, Arc::new(Metrics::new())).unwrap();
+    state.set_shadow(candidate).unwrap();
+    let h = H {
+        svc: AuthzService::new(state.clone()),
+        _dir: dir,
+    };
+    let m = &state.metrics;
+    // a valid token without the role: the live config allows (the answer), the candidate denies
+    let user = key.token(&claims(ISS, json!("app"), json!({})));
+    assert_eq!(h.check(&user).await, None, "the live config answers");
+    assert_eq!(
+        h.check(&user).await,
+        None,
+        "cached on both sides, same answer"
+    );
+    assert_eq!(m.shadow_disagreements_count("allow", "deny", "all"), 2);
+    // both allow, or both deny with the same reason: no disagreement
+    let admin = key.token(&claims(
+        ISS,
+        json!("app"),
+        json!({"realm_access": {"roles": ["admin"]}}),
+    ));
+    assert_eq!(h.check(&admin).await, None);
+    let expired = key.token(&claims(
+        ISS,
+        json!("app"),
+        json!({"exp": 1_000_000_000, "iat": 999_999_000}),
+    ));
+    assert_eq!(h.check(&expired).await.as_deref(), Some("token_expired"));
+    assert_eq!(m.shadow_disagreements_count("allow", "deny", "all"), 2);
+    assert_eq!(m.shadow_disagreements_count("allow", "allow", "all"), 0);
+    assert_eq!(m.shadow_disagreements_count("deny", "deny", ""), 0);
+    assert!(
+        m.render()
+            .contains(r#"oidc_authz_shadow_disagreements_total{live_decision="allow",rule="all",shadow_decision="deny"} 2"#),
+        "{}",
+        m.render()
+    );
+    // an invalid candidate is refused; the previous one stays
+    let bad = oidc_authz::config::parse(&format!(
+        "clients:\n  - {{ name: app, issuer: {ISS}, jwks_file: /nonexistent/keys.json, audiences: [app] }}\nrules: []\n"
+    ))
+    .unwrap();
+    assert!(state.set_shadow(bad).is_err());
+    assert_eq!(h.check(&user).await, None);
+    assert_eq!(m.shadow_disagreements_count("allow", "deny", "all"), 3);
+}

@@ -635,3 +635,68 @@ async fn a_jwks_file_change_alone_reloads_the_keys() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// `serve --shadow-config`: the candidate is watched and reloaded like the live config, and
+/// every Check is decided against whatever it holds now; answers come from the live config.
+#[tokio::test]
+async fn the_shadow_config_reloads_like_the_live_one() {
+    let dir = temp_dir("shadow");
+    let key = TestKey::generate(Alg::ES256, "k");
+    let keys = dir.join("keys.json");
+    std::fs::write(&keys, jwks(&[&key])).unwrap();
+    let cfg_path = dir.join("config.yaml");
+    let shadow_path = dir.join("candidate.yaml");
+    std::fs::write(&cfg_path, tagged_config(&keys, "a")).unwrap();
+    // the candidate agrees at first (same rule), then drops the /api rule: every Check differs
+    std::fs::write(&shadow_path, tagged_config(&keys, "a")).unwrap();
+    let state = ServerState::new(
+        oidc_authz::config::load(&cfg_path).unwrap(),
+        Arc::new(Metrics::new()),
+    )
+    .unwrap();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let options = oidc_authz::RunOptions {
+        config_path: Some(cfg_path.clone()),
+        shadow_config: Some(shadow_path.clone()),
+        reload_poll: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let server = RunningServer::start_with(state.clone(), any, any, options)
+        .await
+        .unwrap();
+    let tok = key.token(&claims(
+        "https://issuer.example.org",
+        json!("app"),
+        json!({}),
+    ));
+    let b = bearer(&tok);
+    let mut c = client(&server).await;
+    let get = request("GET", "h", "/api/x", &[("authorization", &b)]);
+    assert!(check(&mut c, get.clone()).await.allowed());
+    let disagreements = || {
+        state
+            .metrics
+            .shadow_disagreements_count("allow", "deny", "rule-a")
+    };
+    assert_eq!(disagreements(), 0, "the same config agrees");
+    let other = tagged_config(&keys, "b").replace("prefix: /api", "prefix: /other");
+    let tmp = dir.join(".candidate.tmp");
+    std::fs::write(&tmp, other).unwrap();
+    std::fs::rename(&tmp, &shadow_path).unwrap();
+    let written = Instant::now();
+    while disagreements() == 0 {
+        let o = check(&mut c, get.clone()).await;
+        assert!(o.allowed(), "the live config still answers: {o:?}");
+        assert!(
+            written.elapsed() < Duration::from_secs(5),
+            "the new shadow config was not applied within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let o = check(&mut c, get).await;
+    assert_eq!(
+        o.metadata["rule"], "rule-a",
+        "the live rule answered: {o:?}"
+    );
+    server.shutdown().await.unwrap();
+}

@@ -495,6 +495,7 @@ async fn a_config_written_in_place_in_two_writes_is_loaded_only_when_complete() 
         cfg_path.clone(),
         Duration::from_millis(50),
         Duration::from_secs(1),
+        oidc_authz::ops::reload::Target::Live,
     );
     let first = file_config(&keys, "");
     let second = "rules:\n  - {name: admin, match: {prefix: /admin}, roles: {all_of: [admin]}}\n";
@@ -543,6 +544,7 @@ async fn a_renamed_config_is_loaded_at_once() {
         cfg_path.clone(),
         Duration::from_millis(50),
         Duration::from_secs(30),
+        oidc_authz::ops::reload::Target::Live,
     );
     let tmp = dir.join(".config.yaml.tmp");
     std::fs::write(

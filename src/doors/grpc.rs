@@ -160,7 +160,7 @@ impl AuthzService {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let cache = self.state.cache();
-        check::decide_bound(
+        let decision = check::decide_bound(
             &snap,
             Some(&cache),
             Some(&self.state.metrics),
@@ -168,7 +168,9 @@ impl AuthzService {
             &input,
             now,
         )
-        .await
+        .await;
+        crate::ops::shadow::observe(&self.state, &input, now, &decision).await;
+        decision
     }
 }
 

@@ -34,6 +34,7 @@ pub struct Metrics {
     pub token_cache_hit: IntCounter,
     pub token_cache_miss: IntCounter,
     config_reloads: IntCounterVec,
+    shadow_disagreements: IntCounterVec,
     config_last_reload_success: IntGauge,
     trace_export_errors: IntCounter,
 }
@@ -125,6 +126,13 @@ impl Metrics {
             opts("config_reloads_total", "Config reloads by result."),
             &["result"],
         )?;
+        let shadow_disagreements = IntCounterVec::new(
+            opts(
+                "shadow_disagreements_total",
+                "Checks the --shadow-config candidate decided otherwise than the live config.",
+            ),
+            &["live_decision", "shadow_decision", "rule"],
+        )?;
         let config_last_reload_success = IntGauge::with_opts(opts(
             "config_last_reload_success",
             "1 if the last config (re)load succeeded, else 0.",
@@ -147,6 +155,7 @@ impl Metrics {
         registry.register(Box::new(jwks_age.clone()))?;
         registry.register(Box::new(cache.clone()))?;
         registry.register(Box::new(config_reloads.clone()))?;
+        registry.register(Box::new(shadow_disagreements.clone()))?;
         registry.register(Box::new(config_last_reload_success.clone()))?;
         registry.register(Box::new(trace_export_errors.clone()))?;
         registry.register(Box::new(build_info))?;
@@ -168,6 +177,7 @@ impl Metrics {
             token_cache_hit: cache.with_label_values(&["hit"]),
             token_cache_miss: cache.with_label_values(&["miss"]),
             config_reloads,
+            shadow_disagreements,
             config_last_reload_success,
             trace_export_errors,
         })
@@ -275,6 +285,19 @@ impl Metrics {
             .with_label_values(&[if ok { "ok" } else { "error" }])
             .inc();
         self.config_last_reload_success.set(i64::from(ok));
+    }
+
+    /// The shadow config decided otherwise (`rule`: the live decision's rule, bounded by config).
+    pub fn shadow_disagreement(&self, live: &str, shadow: &str, rule: &str) {
+        self.shadow_disagreements
+            .with_label_values(&[live, shadow, rule])
+            .inc();
+    }
+
+    pub fn shadow_disagreements_count(&self, live: &str, shadow: &str, rule: &str) -> u64 {
+        self.shadow_disagreements
+            .with_label_values(&[live, shadow, rule])
+            .get()
     }
 
     /// Prometheus text exposition format.

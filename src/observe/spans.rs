@@ -192,6 +192,17 @@ pub fn note_cache_hit() {
     let _ = CACHE_HIT.try_with(|c| c.set(true));
 }
 
+/// Run `fut` outside the current Check's trace: no parent span, and a cache hit inside it is
+/// not the Check's (the shadow config's decision, `ops::shadow`).
+pub async fn outside_the_check<T>(fut: impl Future<Output = T>) -> T {
+    CACHE_HIT
+        .scope(
+            std::cell::Cell::new(false),
+            fut.with_context(Context::new()),
+        )
+        .await
+}
+
 /// A traced Check: its span, open until [`SampledCheck::finish`].
 pub struct SampledCheck {
     cx: Context,

@@ -54,11 +54,24 @@ impl Reloader {
     }
 }
 
+/// Which config a reloader keeps current: the live one, or the `--shadow-config` candidate
+/// (ops::shadow), which reloads the same way and never touches the answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Live,
+    Shadow,
+}
+
 /// The files a config consists of: the config itself, then every `jwks_file` it uses (static
 /// keys are part of the config: a key file change reloads too).
-fn files_of(path: &Path, state: &ServerState) -> Vec<PathBuf> {
+fn files_of(path: &Path, state: &ServerState, target: Target) -> Vec<PathBuf> {
     let mut out = vec![path.to_owned()];
-    for c in &state.snapshot().config.clients {
+    let snap = match target {
+        Target::Live => Some(state.snapshot()),
+        Target::Shadow => state.shadow().map(|s| s.snapshot.clone()),
+    };
+    let Some(snap) = snap else { return out };
+    for c in &snap.config.clients {
         if let KeySource::File(f) = &c.keys
             && !out.contains(f)
         {
@@ -85,18 +98,36 @@ fn content_hash(files: &[PathBuf]) -> Result<u64, FileError> {
 /// Load, validate and swap. Logs the outcome; returns the new generation. Blocking (reads the
 /// config and key files): async callers run it on the blocking pool.
 pub fn reload_now(state: &ServerState, path: &Path) -> Result<u64, ConfigErrors> {
-    let result = match config::load(path) {
-        Ok(cfg) => state.reload(cfg), // counts ok / error itself
-        Err(e) => {
+    reload_target(state, path, Target::Live)
+}
+
+/// [`reload_now`] for either config. Only the live config counts in
+/// `config_reloads_total`; a shadow config's outcome is logged.
+pub fn reload_target(
+    state: &ServerState,
+    path: &Path,
+    target: Target,
+) -> Result<u64, ConfigErrors> {
+    let result = match (config::load(path), target) {
+        (Ok(cfg), Target::Live) => state.reload(cfg), // counts ok / error itself
+        (Ok(cfg), Target::Shadow) => state.set_shadow(cfg),
+        (Err(e), Target::Live) => {
             state.metrics.config_reload(false);
             Err(e)
         }
+        (Err(e), Target::Shadow) => Err(e),
+    };
+    let which = match target {
+        Target::Live => "config",
+        Target::Shadow => "shadow config",
     };
     match &result {
-        Ok(generation) => tracing::info!(config = %path.display(), generation, "config reloaded"),
+        Ok(generation) => {
+            tracing::info!(config = %path.display(), generation, "{which} reloaded")
+        }
         Err(errors) => {
             for e in &errors.0 {
-                tracing::error!(config = %path.display(), field = %e.field, error = %e.message, "config reload rejected; the previous config keeps serving");
+                tracing::error!(config = %path.display(), field = %e.field, error = %e.message, "{which} reload rejected; the previous one stays in use");
             }
         }
     }
@@ -112,8 +143,8 @@ struct Loaded {
 }
 
 /// Blocking: the files of the running config, their stamps and content.
-fn current(path: &Path, state: &ServerState) -> Result<Loaded, FileError> {
-    let files = files_of(path, state);
+fn current(path: &Path, state: &ServerState, target: Target) -> Result<Loaded, FileError> {
+    let files = files_of(path, state, target);
     let stamps = observe(&files)?;
     let hash = content_hash(&files)?;
     Ok(Loaded {
@@ -192,7 +223,7 @@ impl Watch {
 /// Start watching `path` with the default settle time. The task ends when `state` is dropped by
 /// everyone else.
 pub fn spawn(state: Arc<ServerState>, path: PathBuf, poll: Duration) -> Reloader {
-    spawn_with_settle(state, path, poll, DEFAULT_SETTLE)
+    spawn_with_settle(state, path, poll, DEFAULT_SETTLE, Target::Live)
 }
 
 /// [`spawn`] with an explicit settle time for in-place writes.
@@ -201,6 +232,7 @@ pub fn spawn_with_settle(
     path: PathBuf,
     poll: Duration,
     settle: Duration,
+    target: Target,
 ) -> Reloader {
     let trigger = Arc::new(Notify::new());
     let weak = Arc::downgrade(&state);
@@ -209,7 +241,7 @@ pub fn spawn_with_settle(
     // (stat and read of regular files only: this cannot hang on a FIFO.)
     let mut watch = Watch {
         settle,
-        loaded: current(&path, &state).ok(),
+        loaded: current(&path, &state, target).ok(),
         pending: None,
         last_problem: None,
     };
@@ -222,7 +254,7 @@ pub fn spawn_with_settle(
             };
             let Some(state) = weak.upgrade() else { return };
             if !forced {
-                let files = files_of(&path, &state);
+                let files = files_of(&path, &state, target);
                 let stamps =
                     files::run_blocking(&path, files::READ_TIMEOUT, move || observe(&files)).await;
                 match stamps {
@@ -241,12 +273,12 @@ pub fn spawn_with_settle(
             let known = watch.loaded.as_ref().map(|l| l.hash);
             let outcome = files::run_blocking(&path, LOAD_TIMEOUT, move || {
                 // A `touch` (new mtime, same content) is not a reload.
-                let before = content_hash(&files_of(&p, &st))?;
+                let before = content_hash(&files_of(&p, &st, target))?;
                 if forced || Some(before) != known {
-                    let _ = reload_now(&st, &p);
+                    let _ = reload_target(&st, &p, target);
                 }
                 // After the load: the new config may name other key files.
-                current(&p, &st)
+                current(&p, &st, target)
             })
             .await;
             match outcome {

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::config::{Config, ConfigError, ConfigErrors, KeySource};
 use crate::core::ports::{Introspect, KeyProvider};
@@ -28,6 +28,9 @@ pub struct ServerState {
     /// This replica's memory of recent DPoP proof `jti`s (DESIGN §10: per replica, bounded;
     /// kept across reloads so a reload does not reopen a replay window).
     pub replay: crate::core::binding::ReplayMemory,
+    /// The `--shadow-config` candidate, if any (ops::shadow): decided beside the live config,
+    /// never answered from.
+    shadow: ArcSwapOption<crate::ops::shadow::Shadow>,
     draining: AtomicBool,
     generation: AtomicU64,
 }
@@ -61,6 +64,7 @@ impl ServerState {
             metrics,
             registry,
             replay: crate::core::binding::ReplayMemory::new(REPLAY_CAPACITY, REPLAY_SHARDS),
+            shadow: ArcSwapOption::const_empty(),
             draining: AtomicBool::new(false),
             generation: AtomicU64::new(1),
         }))
@@ -90,6 +94,20 @@ impl ServerState {
                 Err(e)
             }
         }
+    }
+
+    /// Validate the candidate config and put it beside the live one (`--shadow-config`, and
+    /// its reloads). It shares key sets with the live config where the source is the same.
+    pub fn set_shadow(&self, config: Config) -> Result<u64, ConfigErrors> {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let shadow = crate::ops::shadow::Shadow::build(config, &self.registry, generation)?;
+        self.shadow.store(Some(Arc::new(shadow)));
+        Ok(generation)
+    }
+
+    /// The shadow config, if one is set (one atomic load).
+    pub fn shadow(&self) -> Option<Arc<crate::ops::shadow::Shadow>> {
+        self.shadow.load_full()
     }
 
     /// The verified-token cache (an `Arc`, so it may be held across an await).
