@@ -79,6 +79,8 @@ pub struct Listen {
     pub admin: SocketAddr,
     /// The admin gRPC API (Explain, KeySets); loopback only.
     pub admin_grpc: SocketAddr,
+    /// The HTTP authorization API (`/forward-auth`, `/ext-authz/…`, DESIGN §9); absent = off.
+    pub http: Option<SocketAddr>,
     /// Transport limits of the gRPC Check port (docs/configuration.md, docs/security-transport.md).
     pub limits: ListenLimits,
 }
@@ -268,6 +270,7 @@ struct RawListen {
     grpc: Option<String>,
     admin: Option<String>,
     admin_grpc: Option<String>,
+    http: Option<String>,
     max_connections: Option<usize>,
     max_concurrent_streams: Option<u32>,
     max_request_bytes: Option<RawBytes>,
@@ -523,8 +526,21 @@ impl Validator<'_> {
         let grpc = addr("listen.grpc", raw.grpc.take(), "0.0.0.0:9001");
         let admin = addr("listen.admin", raw.admin.take(), "0.0.0.0:9002");
         let admin_grpc = addr("listen.admin_grpc", raw.admin_grpc.take(), "127.0.0.1:9003");
+        let http = raw
+            .http
+            .take()
+            .map(|v| addr("listen.http", Some(v), "0.0.0.0:9004"));
         if grpc == admin && grpc.port() != 0 {
             self.err("listen.admin", "must differ from listen.grpc");
+        }
+        if let Some(h) = http
+            && h.port() != 0
+            && (h == grpc || h == admin || h == admin_grpc)
+        {
+            self.err(
+                "listen.http",
+                "must differ from listen.grpc, listen.admin and listen.admin_grpc",
+            );
         }
         if !admin_grpc.ip().is_loopback() {
             self.err(
@@ -537,6 +553,7 @@ impl Validator<'_> {
             grpc,
             admin,
             admin_grpc,
+            http,
             limits,
         }
     }
@@ -1480,6 +1497,32 @@ default: authenticated
             assert!(
                 errs.iter().any(|e| e.contains(want)),
                 "want {want:?} in {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn listen_http_is_optional_and_validated() {
+        let c = parse_with_env(GOOD, &|_| None).unwrap();
+        assert_eq!(c.listen.http, None);
+        let listen = "listen: { grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002 }";
+        let c = parse_with_env(
+            &with(
+                listen,
+                "listen: { grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002, http: 127.0.0.1:9004 }",
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(c.listen.http, Some("127.0.0.1:9004".parse().unwrap()));
+        for http in ["nope", "127.0.0.1:9001", "127.0.0.1:9002"] {
+            let errs = errors(&with(
+                listen,
+                &format!("listen: {{ grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002, http: {http} }}"),
+            ));
+            assert!(
+                errs.iter().any(|e| e.contains("listen.http")),
+                "{http}: {errs:?}"
             );
         }
     }

@@ -34,6 +34,9 @@ pub enum Reason {
     IntrospectionUnavailable,
     /// The CheckRequest is larger than `listen.max_request_bytes` (headers or body too big).
     RequestTooLarge,
+    /// An HTTP-door request that does not describe the original request: `/forward-auth`
+    /// without a method or URI header, or such a header twice or not UTF-8 (DESIGN §9).
+    InvalidRequest,
 }
 
 /// What kind of deny a reason is, which decides the HTTP status, the gRPC code and the challenge.
@@ -51,7 +54,7 @@ pub enum DenyKind {
 
 impl Reason {
     /// Every reason, in table order (used by tests and docs).
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 23] = [
         Reason::AuthorizationHeaderMissing,
         Reason::TokenMalformed,
         Reason::UnknownIssuer,
@@ -74,6 +77,7 @@ impl Reason {
         Reason::TokenInactive,
         Reason::IntrospectionUnavailable,
         Reason::RequestTooLarge,
+        Reason::InvalidRequest,
     ];
 
     pub const fn code(self) -> &'static str {
@@ -100,13 +104,16 @@ impl Reason {
             Reason::TokenInactive => "token_inactive",
             Reason::IntrospectionUnavailable => "introspection_unavailable",
             Reason::RequestTooLarge => "request_too_large",
+            Reason::InvalidRequest => "invalid_request",
         }
     }
 
     pub const fn kind(self) -> DenyKind {
         match self {
             Reason::KeysUnavailable | Reason::IntrospectionUnavailable => DenyKind::Unavailable,
-            Reason::InvalidPath | Reason::RequestTooLarge => DenyKind::BadRequest,
+            Reason::InvalidPath | Reason::RequestTooLarge | Reason::InvalidRequest => {
+                DenyKind::BadRequest
+            }
             Reason::MissingRequiredRoles
             | Reason::MissingAValidRole
             | Reason::InsufficientScope
@@ -160,6 +167,9 @@ impl Reason {
             }
             Reason::RequestTooLarge => {
                 "The request's headers or body are larger than the authorization server accepts."
+            }
+            Reason::InvalidRequest => {
+                "The authorization request does not say which method and URI to check."
             }
         }
     }
@@ -234,6 +244,77 @@ impl Decision {
     }
 }
 
+/// The realm of every RFC 6750 challenge.
+const REALM: &str = "Bearer realm=\"oidc-authz\"";
+
+/// RFC 6750 §3 `WWW-Authenticate` value, if this deny carries one.
+pub fn challenge(reason: Reason, token_presented: bool) -> Option<String> {
+    match reason.kind() {
+        DenyKind::Unauthenticated if token_presented => Some(format!(
+            "{REALM}, error=\"invalid_token\", error_description=\"{}\"",
+            reason.description()
+        )),
+        DenyKind::Unauthenticated => Some(REALM.to_owned()),
+        DenyKind::Forbidden if reason.is_insufficient_scope() => Some(format!(
+            "{REALM}, error=\"insufficient_scope\", error_description=\"{}\"",
+            reason.description()
+        )),
+        _ => None,
+    }
+}
+
+/// A deny as every front door answers it (DESIGN §6, §9): the HTTP status, the headers
+/// (`content-type`, `x-authz-reason`, `www-authenticate` when there is one) and the JSON body
+/// `{code, description}`. Built here only; each door maps it to its transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyAnswer {
+    pub reason: Reason,
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl DenyAnswer {
+    pub fn new(reason: Reason, token_presented: bool) -> Self {
+        let body = serde_json::json!({"code": reason.code(), "description": reason.description()})
+            .to_string();
+        let mut headers = Vec::with_capacity(3);
+        headers.push(("content-type", "application/json".to_owned()));
+        headers.push(("x-authz-reason", reason.code().to_owned()));
+        if let Some(c) = challenge(reason, token_presented) {
+            headers.push(("www-authenticate", c));
+        }
+        DenyAnswer {
+            reason,
+            status: reason.http_status(),
+            headers,
+            body,
+        }
+    }
+}
+
+/// The answer to one Check, transport-neutral: an allow carries the upstream headers to set and
+/// to remove ([`Allow`]), a deny its [`DenyAnswer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Allow(Allow),
+    Deny(DenyAnswer),
+}
+
+impl Decision {
+    /// The answer every door sends for this decision (consumes it: strings move).
+    pub fn into_answer(self) -> Answer {
+        match self {
+            Decision::Allow(a) => Answer::Allow(a),
+            Decision::Deny {
+                deny,
+                token_presented,
+                ..
+            } => Answer::Deny(DenyAnswer::new(deny.reason, token_presented)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +333,7 @@ mod tests {
         assert_eq!(Reason::InvalidPath.http_status(), 400);
         assert_eq!(Reason::MissingRequiredRoles.http_status(), 403);
         assert_eq!(Reason::NoMatchingRule.http_status(), 403);
+        assert_eq!(Reason::InvalidRequest.http_status(), 400);
         assert!(Reason::MissingAValidRole.is_insufficient_scope());
         assert!(!Reason::ClaimMismatch.is_insufficient_scope());
     }

@@ -20,6 +20,7 @@
 //! - [`cache`]    the verified-token cache (sharded, bounded by entries and bytes)
 //! - [`decision`] `Decision`, `Reason` (stable codes, HTTP status, description)
 //! - [`service`]  tonic `Authorization` impl: CheckRequest → decision → CheckResponse
+//! - [`http_door`] the HTTP authorization API (`/forward-auth`, `/ext-authz/…`): HTTP → decision → HTTP
 //! - [`state`]    the current snapshot, metrics, key registry, draining flag
 //! - [`admin`]    HTTP `/healthz` `/readyz` `/metrics`
 //! - [`admin_grpc`] loopback-only admin gRPC API (proto/): Explain, KeySets
@@ -43,6 +44,7 @@ pub mod decision;
 pub mod explain;
 pub mod fetch;
 pub mod files;
+pub mod http_door;
 pub mod introspect;
 pub mod jwks;
 pub mod keys;

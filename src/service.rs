@@ -19,7 +19,8 @@ use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 
 use crate::check::{self, CheckInput, lower_name};
-use crate::decision::{Allow, Decision, DenyKind, Reason};
+use crate::decision::{Allow, Answer, Decision, DenyAnswer, DenyKind, Reason};
+use crate::metrics::Api;
 use crate::state::ServerState;
 use crate::token::Headers;
 
@@ -41,10 +42,10 @@ pub struct InFlight {
 }
 
 /// Counts one Check while alive.
-struct InFlightGuard<'a>(&'a InFlight);
+pub(crate) struct InFlightGuard<'a>(&'a InFlight);
 
 impl InFlight {
-    fn enter(&self) -> InFlightGuard<'_> {
+    pub(crate) fn enter(&self) -> InFlightGuard<'_> {
         self.count.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self)
     }
@@ -178,41 +179,68 @@ impl Authorization for AuthzService {
         } else {
             self.decide(&req).await
         };
-        let elapsed = started.elapsed();
-        self.state
-            .metrics
-            .record_check(&decision, elapsed.as_secs_f64());
-        // No span per Check: with the JSON formatter a span formats its fields on creation and on
-        // every record, which cost ~12% of a warm Check's CPU (perf, docs/performance.md). The
-        // events below carry every field themselves.
-        match &decision {
-            Decision::Allow(a) => {
-                tracing::debug!(
-                    request_id = request_id(&req),
-                    decision = "allow",
-                    client = a.client.as_deref().unwrap_or(""),
-                    rule = %a.rule,
-                    latency_us = elapsed.as_micros() as u64,
-                    "allow"
-                );
-            }
-            Decision::Deny {
-                deny, rule, client, ..
-            } => {
-                // One line per deny. Never the token or a header value: only config-bounded names.
-                tracing::info!(
-                    request_id = request_id(&req),
-                    decision = "deny",
-                    client = client.as_deref().unwrap_or(""),
-                    rule = rule.as_deref().unwrap_or(""),
-                    reason = deny.reason.code(),
-                    detail = deny.detail,
-                    latency_us = elapsed.as_micros() as u64,
-                    "deny"
-                );
-            }
-        }
+        finish(
+            &self.state,
+            Api::Grpc,
+            &decision,
+            started.elapsed(),
+            request_id(&req),
+        );
         Ok(tonic::Response::new(response(decision)))
+    }
+}
+
+/// Every door, once its Check is decided: count it (`api` label) and write its log line.
+/// No span per Check: with the JSON formatter a span formats its fields on creation and on
+/// every record, which cost ~12% of a warm Check's CPU (perf, docs/performance.md). The events
+/// below carry every field themselves.
+pub(crate) fn finish(
+    state: &ServerState,
+    api: Api,
+    decision: &Decision,
+    elapsed: std::time::Duration,
+    request_id: &str,
+) {
+    state
+        .metrics
+        .record_check(api, decision, elapsed.as_secs_f64());
+    match decision {
+        Decision::Allow(a) => {
+            tracing::debug!(
+                request_id,
+                api = api.label(),
+                decision = "allow",
+                client = a.client.as_deref().unwrap_or(""),
+                rule = %a.rule,
+                latency_us = elapsed.as_micros() as u64,
+                "allow"
+            );
+        }
+        Decision::Deny {
+            deny, rule, client, ..
+        } => {
+            // One line per deny. Never the token or a header value: only config-bounded names.
+            tracing::info!(
+                request_id,
+                api = api.label(),
+                decision = "deny",
+                client = client.as_deref().unwrap_or(""),
+                rule = rule.as_deref().unwrap_or(""),
+                reason = deny.reason.code(),
+                detail = deny.detail,
+                latency_us = elapsed.as_micros() as u64,
+                "deny"
+            );
+        }
+    }
+}
+
+/// A request id fit for a log line: printable ASCII up to 128 bytes, else `invalid`.
+pub(crate) fn clean_request_id(id: &str) -> &str {
+    if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
+        id
+    } else {
+        "invalid"
     }
 }
 
@@ -245,23 +273,15 @@ fn request_id(req: &CheckRequest) -> &str {
                     })
             })
         });
-    let id = from_header.unwrap_or(http.id.as_str());
-    if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
-        id
-    } else {
-        "invalid"
-    }
+    clean_request_id(from_header.unwrap_or(http.id.as_str()))
 }
 
-/// Decision → CheckResponse (consumes the decision: its strings move into the answer).
+/// Decision → CheckResponse (consumes the decision: its strings move into the answer). The
+/// answer itself (status, body, headers) is built once for every door: [`Decision::into_answer`].
 pub fn response(decision: Decision) -> CheckResponse {
-    match decision {
-        Decision::Allow(a) => allow_response(a),
-        Decision::Deny {
-            deny,
-            token_presented,
-            ..
-        } => deny_response(deny.reason, token_presented),
+    match decision.into_answer() {
+        Answer::Allow(a) => allow_response(a),
+        Answer::Deny(d) => deny_answer_response(d),
     }
 }
 
@@ -315,49 +335,31 @@ pub fn allow_response(a: Allow) -> CheckResponse {
 /// Deny: gRPC status, HTTP status, JSON body `{code, description}`, `x-authz-reason`, and the
 /// RFC 6750 challenge on 401 (and on 403 for role/scope failures).
 pub fn deny_response(reason: Reason, token_presented: bool) -> CheckResponse {
-    let (grpc, http) = match reason.kind() {
+    deny_answer_response(DenyAnswer::new(reason, token_presented))
+}
+
+/// A [`DenyAnswer`] as a CheckResponse: the gRPC code for the reason's kind, the rest as is.
+fn deny_answer_response(d: DenyAnswer) -> CheckResponse {
+    let (grpc, http) = match d.reason.kind() {
         DenyKind::Unauthenticated => (tonic::Code::Unauthenticated, HttpStatusCode::Unauthorized),
         DenyKind::Forbidden => (tonic::Code::PermissionDenied, HttpStatusCode::Forbidden),
         DenyKind::Unavailable => (tonic::Code::Unavailable, HttpStatusCode::ServiceUnavailable),
         DenyKind::BadRequest => (tonic::Code::InvalidArgument, HttpStatusCode::BadRequest),
     };
-    let body =
-        serde_json::json!({"code": reason.code(), "description": reason.description()}).to_string();
-    let mut headers = vec![
-        header("content-type", "application/json"),
-        header("x-authz-reason", reason.code()),
-    ];
-    if let Some(challenge) = challenge(reason, token_presented) {
-        headers.push(header("www-authenticate", challenge));
-    }
     CheckResponse {
         status: Some(rpc::Status {
             code: grpc as i32,
-            message: reason.code().to_owned(),
+            message: d.reason.code().to_owned(),
             details: Vec::new(),
         }),
         dynamic_metadata: None,
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus { code: http as i32 }),
-            headers,
-            body,
+            headers: d.headers.into_iter().map(|(k, v)| header(k, v)).collect(),
+            body: d.body,
         })),
     }
 }
 
-/// RFC 6750 §3 `WWW-Authenticate` value, if this deny carries one.
-pub fn challenge(reason: Reason, token_presented: bool) -> Option<String> {
-    const REALM: &str = "Bearer realm=\"oidc-authz\"";
-    match reason.kind() {
-        DenyKind::Unauthenticated if token_presented => Some(format!(
-            "{REALM}, error=\"invalid_token\", error_description=\"{}\"",
-            reason.description()
-        )),
-        DenyKind::Unauthenticated => Some(REALM.to_owned()),
-        DenyKind::Forbidden if reason.is_insufficient_scope() => Some(format!(
-            "{REALM}, error=\"insufficient_scope\", error_description=\"{}\"",
-            reason.description()
-        )),
-        _ => None,
-    }
-}
+/// RFC 6750 §3 `WWW-Authenticate` value, if this deny carries one (built in `decision`).
+pub use crate::decision::challenge;
