@@ -157,7 +157,9 @@ fn parse_all(mut raw: &[u8]) -> Vec<Resp> {
 /// Send `bytes`, read until the server closes (bounded by a deadline: a hang fails the test).
 async fn exchange(addr: SocketAddr, bytes: &[u8]) -> Vec<u8> {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(bytes).await.unwrap();
+    // The server may answer and close before reading everything (an oversized head): a failed
+    // write is not the test's concern, what comes back is.
+    let _ = tcp.write_all(bytes).await;
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut buf))
         .await
