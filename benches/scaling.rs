@@ -22,13 +22,13 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use oidc_authz::cache::{CacheLimits, TokenCache};
-use oidc_authz::check::{decide, decide_with};
+use oidc_authz::core::cache::{CacheLimits, TokenCache};
+use oidc_authz::core::check::{decide, decide_with};
+use oidc_authz::core::policy::match_rule;
+use oidc_authz::core::token;
+use oidc_authz::core::verify;
 use oidc_authz::decision::Decision;
-use oidc_authz::policy::match_rule;
 use oidc_authz::testkit::{TestKey, now};
-use oidc_authz::token;
-use oidc_authz::verify;
 
 use common::*;
 

@@ -7,7 +7,7 @@
 #   3. promtool test rules    deploy/prometheus/tests/*.yaml
 #   4. every alert has a unit test in which it FIRES and one in which it does NOT FIRE
 #   5. scripts/check-dashboard.py: every PromQL expression of the dashboard and the rules parses
-#      and uses only metrics src/metrics.rs exports; runbook links resolve
+#      and uses only metrics src/ops/metrics.rs exports; runbook links resolve
 #
 #   scripts/validate-alerts.sh
 #
@@ -90,12 +90,21 @@ unknown = (fires | quiet) - set(alerts)
 for a in sorted(unknown):
     print(f"{a}: tested but not an alert of {rules}")
     bad += 1
-print(f"{len(alerts)} alerts, each tested firing and not firing" if not bad else f"{bad} problem(s)")
+groups = re.findall(r"^\s*- name:\s*(\S+)", open(rules).read(), re.M)
+for t in tests:
+    # Without group_eval_order promtool evaluates the groups in Go map order, so an alert that
+    # reads a recorded series lags one evaluation on some runs only: a flaky test.
+    m = re.search(r"^group_eval_order:\n((?:\s+- \S+\n)+)", open(t).read(), re.M)
+    order = re.findall(r"- (\S+)", m.group(1)) if m else []
+    if order != groups:
+        print(f"{t}: group_eval_order must list {groups} in that order (got {order})")
+        bad += 1
+print(f"{len(alerts)} alerts, each tested firing and not firing; groups evaluated in file order" if not bad else f"{bad} problem(s)")
 sys.exit(1 if bad else 0)
 PY
 }
-run "every alert has tests that fire it and that do not" coverage
-run "scripts/check-dashboard.py (dashboard and rules PromQL vs src/metrics.rs)" scripts/check-dashboard.py
+run "every alert has tests that fire it and that do not; every test file orders the groups" coverage
+run "scripts/check-dashboard.py (dashboard and rules PromQL vs src/ops/metrics.rs)" scripts/check-dashboard.py
 
 echo "validate-alerts: $((total - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -34,6 +34,15 @@ pub enum Reason {
     IntrospectionUnavailable,
     /// The CheckRequest is larger than `listen.max_request_bytes` (headers or body too big).
     RequestTooLarge,
+    /// DPoP proof missing, duplicated or failing an RFC 9449 §4.3 check (DESIGN §10).
+    InvalidDpopProof,
+    /// The client demands DPoP server nonces and the proof's is missing or stale.
+    UseDpopNonce,
+    /// The token's binding (`cnf`) does not fit the request: scheme downgrade, DPoP scheme
+    /// with an unbound token, wrong or missing client certificate.
+    BindingMismatch,
+    /// `binding.require: true` and the token has no `cnf`.
+    BindingRequired,
     /// An HTTP-door request that does not describe the original request: `/forward-auth`
     /// without a method or URI header, or such a header twice or not UTF-8 (DESIGN §9).
     InvalidRequest,
@@ -54,7 +63,7 @@ pub enum DenyKind {
 
 impl Reason {
     /// Every reason, in table order (used by tests and docs).
-    pub const ALL: [Reason; 23] = [
+    pub const ALL: [Reason; 27] = [
         Reason::AuthorizationHeaderMissing,
         Reason::TokenMalformed,
         Reason::UnknownIssuer,
@@ -77,6 +86,10 @@ impl Reason {
         Reason::TokenInactive,
         Reason::IntrospectionUnavailable,
         Reason::RequestTooLarge,
+        Reason::InvalidDpopProof,
+        Reason::UseDpopNonce,
+        Reason::BindingMismatch,
+        Reason::BindingRequired,
         Reason::InvalidRequest,
     ];
 
@@ -104,6 +117,10 @@ impl Reason {
             Reason::TokenInactive => "token_inactive",
             Reason::IntrospectionUnavailable => "introspection_unavailable",
             Reason::RequestTooLarge => "request_too_large",
+            Reason::InvalidDpopProof => "invalid_dpop_proof",
+            Reason::UseDpopNonce => "use_dpop_nonce",
+            Reason::BindingMismatch => "binding_mismatch",
+            Reason::BindingRequired => "binding_required",
             Reason::InvalidRequest => "invalid_request",
         }
     }
@@ -168,6 +185,14 @@ impl Reason {
             Reason::RequestTooLarge => {
                 "The request's headers or body are larger than the authorization server accepts."
             }
+            Reason::InvalidDpopProof => "The DPoP proof is missing or invalid.",
+            Reason::UseDpopNonce => "A DPoP proof with a fresh server nonce is required.",
+            Reason::BindingMismatch => {
+                "The token is bound to a key or certificate this request does not prove."
+            }
+            Reason::BindingRequired => {
+                "This client accepts only sender-constrained (DPoP or mTLS-bound) tokens."
+            }
             Reason::InvalidRequest => {
                 "The authorization request does not say which method and URI to check."
             }
@@ -195,11 +220,18 @@ pub struct Deny {
     pub reason: Reason,
     /// Static text (never request data) such as "header is not a JSON object".
     pub detail: &'static str,
+    /// The `WWW-Authenticate: DPoP …` challenge (and `DPoP-Nonce`), for clients with DPoP
+    /// configured and for DPoP proof failures (DESIGN §10).
+    pub dpop: Option<Box<crate::core::binding::DpopChallenge>>,
 }
 
 impl Deny {
     pub const fn new(reason: Reason, detail: &'static str) -> Self {
-        Deny { reason, detail }
+        Deny {
+            reason,
+            detail,
+            dpop: None,
+        }
     }
 }
 
@@ -263,9 +295,39 @@ pub fn challenge(reason: Reason, token_presented: bool) -> Option<String> {
     }
 }
 
-/// A deny as every front door answers it (DESIGN §6, §9): the HTTP status, the headers
-/// (`content-type`, `x-authz-reason`, `www-authenticate` when there is one) and the JSON body
-/// `{code, description}`. Built here only; each door maps it to its transport.
+/// The `WWW-Authenticate` value with the DPoP challenge (RFC 9449 §7.1) after the Bearer one
+/// (one header value: Envoy would let a second `www-authenticate` overwrite the first). When
+/// the proof was the problem, the Bearer challenge carries no `error` (the token is fine) and
+/// the DPoP challenge carries `error` and `error_description`.
+pub fn challenge_with(
+    reason: Reason,
+    token_presented: bool,
+    dpop: Option<&crate::core::binding::DpopChallenge>,
+) -> Option<String> {
+    let Some(d) = dpop else {
+        return challenge(reason, token_presented);
+    };
+    let mut value = if d.error.is_some() {
+        REALM.to_owned()
+    } else {
+        challenge(reason, token_presented).unwrap_or_else(|| REALM.to_owned())
+    };
+    value.push_str(", DPoP realm=\"oidc-authz\"");
+    if let Some(e) = d.error {
+        value.push_str(&format!(
+            ", error=\"{}\", error_description=\"{}\"",
+            e.code(),
+            e.description()
+        ));
+    }
+    value.push_str(&format!(", algs=\"{}\"", d.algs));
+    Some(value)
+}
+
+/// A deny as every front door answers it (DESIGN §6, §9, §10): the HTTP status, the headers
+/// (`content-type`, `x-authz-reason`, `www-authenticate` when there is one, `dpop-nonce` for
+/// `use_dpop_nonce`) and the JSON body `{code, description}`. Built here only; each door maps
+/// it to its transport.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DenyAnswer {
     pub reason: Reason,
@@ -276,13 +338,25 @@ pub struct DenyAnswer {
 
 impl DenyAnswer {
     pub fn new(reason: Reason, token_presented: bool) -> Self {
+        Self::with_dpop(reason, token_presented, None)
+    }
+
+    /// [`DenyAnswer::new`] with the DPoP challenge (and a fresh `DPoP-Nonce`) of DESIGN §10.
+    pub fn with_dpop(
+        reason: Reason,
+        token_presented: bool,
+        dpop: Option<&crate::core::binding::DpopChallenge>,
+    ) -> Self {
         let body = serde_json::json!({"code": reason.code(), "description": reason.description()})
             .to_string();
-        let mut headers = Vec::with_capacity(3);
+        let mut headers = Vec::with_capacity(4);
         headers.push(("content-type", "application/json".to_owned()));
         headers.push(("x-authz-reason", reason.code().to_owned()));
-        if let Some(c) = challenge(reason, token_presented) {
+        if let Some(c) = challenge_with(reason, token_presented, dpop) {
             headers.push(("www-authenticate", c));
+        }
+        if let Some(nonce) = dpop.and_then(|d| d.nonce.as_deref()) {
+            headers.push(("dpop-nonce", nonce.to_owned()));
         }
         DenyAnswer {
             reason,
@@ -310,7 +384,11 @@ impl Decision {
                 deny,
                 token_presented,
                 ..
-            } => Answer::Deny(DenyAnswer::new(deny.reason, token_presented)),
+            } => Answer::Deny(DenyAnswer::with_dpop(
+                deny.reason,
+                token_presented,
+                deny.dpop.as_deref(),
+            )),
         }
     }
 }
@@ -336,5 +414,13 @@ mod tests {
         assert_eq!(Reason::InvalidRequest.http_status(), 400);
         assert!(Reason::MissingAValidRole.is_insufficient_scope());
         assert!(!Reason::ClaimMismatch.is_insufficient_scope());
+        for r in [
+            Reason::InvalidDpopProof,
+            Reason::UseDpopNonce,
+            Reason::BindingMismatch,
+            Reason::BindingRequired,
+        ] {
+            assert_eq!(r.http_status(), 401, "{r}");
+        }
     }
 }

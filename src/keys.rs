@@ -1,5 +1,5 @@
 //! Pure key material: signature algorithms, JWK / JWKS parsing, and a parsed [`Key`] that
-//! verifies a signature. No HTTP, no tokio, no config: [`crate::jwks`] fetches documents and
+//! verifies a signature. No HTTP, no tokio, no config: [`crate::outside::jwks`] fetches documents and
 //! hands the bytes here; everything that decides whether a published key is usable lives here,
 //! so it can be tested (and fuzzed) without a network.
 //!
@@ -7,7 +7,6 @@
 //! document with no usable key at all is a [`JwksError`].
 
 use std::fmt;
-use std::time::Duration;
 
 use aws_lc_rs::signature::{self as sig, ParsedPublicKey, VerificationAlgorithm};
 use base64::Engine as _;
@@ -201,22 +200,6 @@ pub enum JwksError {
     NoUsableKey,
 }
 
-/// `Cache-Control: max-age=N` (the first one).
-pub fn parse_max_age(v: &str) -> Option<Duration> {
-    v.split(',').find_map(|d| {
-        let (k, val) = d.trim().split_once('=')?;
-        if k.trim().eq_ignore_ascii_case("max-age") {
-            val.trim()
-                .trim_matches('"')
-                .parse::<u64>()
-                .ok()
-                .map(Duration::from_secs)
-        } else {
-            None
-        }
-    })
-}
-
 /// The most usable keys kept from one JWKS document (in document order); the rest are ignored
 /// with one warning. Real IdPs publish a handful; a key set of thousands makes every lookup and
 /// every kid-less token costlier (issue 11 finding 6).
@@ -226,8 +209,8 @@ pub const MAX_KEYS_PER_SET: usize = 100;
 /// most [`MAX_KEYS_PER_SET`] usable keys. A document with no usable key at all is an error (the
 /// last good keys are kept).
 pub fn parse_jwks(bytes: &[u8], key_set: &str) -> Result<Vec<Key>, JwksError> {
-    let doc =
-        crate::token::strict_object(bytes).map_err(|e| JwksError::NotObject(e.to_string()))?;
+    let doc = crate::core::token::strict_object(bytes)
+        .map_err(|e| JwksError::NotObject(e.to_string()))?;
     let Some(Value::Array(items)) = doc.get("keys") else {
         return Err(JwksError::NoKeysArray);
     };
@@ -626,16 +609,6 @@ mod tests {
             }
             assert!(has_roca_fingerprint(&v), "65537^{k}");
         }
-    }
-
-    #[test]
-    fn max_age() {
-        assert_eq!(
-            parse_max_age("public, max-age=600"),
-            Some(Duration::from_secs(600))
-        );
-        assert_eq!(parse_max_age("no-store"), None);
-        assert_eq!(parse_max_age("max-age=abc"), None);
     }
 
     #[test]

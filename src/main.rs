@@ -79,13 +79,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::CheckConfig { config, print } => {
-            match oidc_authz::compat::Source::choose(config) {
+            match oidc_authz::tools::compat::Source::choose(config) {
                 Ok(source) => check_config(&source, print),
                 Err(msg) => usage_error(&msg),
             }
         }
         Command::Explain(args) => explain_cmd(args),
-        Command::Serve { config } => match oidc_authz::compat::Source::choose(config) {
+        Command::Serve { config } => match oidc_authz::tools::compat::Source::choose(config) {
             Ok(source) => {
                 init_tracing(cli.log_format);
                 serve(source)
@@ -100,7 +100,7 @@ fn usage_error(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn check_config(source: &oidc_authz::compat::Source, print: bool) -> ExitCode {
+fn check_config(source: &oidc_authz::tools::compat::Source, print: bool) -> ExitCode {
     match oidc_authz::run::check_config(source) {
         Ok((loaded, summary)) => {
             for n in &loaded.notes {
@@ -128,7 +128,7 @@ fn check_config(source: &oidc_authz::compat::Source, print: bool) -> ExitCode {
     }
 }
 
-fn serve(source: oidc_authz::compat::Source) -> ExitCode {
+fn serve(source: oidc_authz::tools::compat::Source) -> ExitCode {
     match oidc_authz::run::serve_blocking(source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -169,7 +169,7 @@ struct ExplainArgs {
 
 /// `oidc-authz explain`: exit 0 when allowed, 1 when denied, 2 on usage / config errors.
 fn explain_cmd(a: ExplainArgs) -> ExitCode {
-    let req = match oidc_authz::explain::cli_request(
+    let req = match oidc_authz::tools::explain::cli_request(
         a.token.as_deref(),
         a.token_file.as_deref(),
         a.method,
@@ -189,11 +189,11 @@ fn explain_cmd(a: ExplainArgs) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match &a.server {
-            Some(addr) => oidc_authz::explain::explain_remote(addr, req, a.key_sets).await,
+            Some(addr) => oidc_authz::tools::explain::explain_remote(addr, req, a.key_sets).await,
             None => {
-                let source = oidc_authz::compat::Source::choose(a.config)?;
+                let source = oidc_authz::tools::compat::Source::choose(a.config)?;
                 let (resp, ks, warnings) =
-                    oidc_authz::explain::explain_offline(&source, &req, a.key_sets).await?;
+                    oidc_authz::tools::explain::explain_offline(&source, &req, a.key_sets).await?;
                 for w in warnings {
                     eprintln!("warning: {w}");
                 }
@@ -206,9 +206,15 @@ fn explain_cmd(a: ExplainArgs) -> ExitCode {
         Err(msg) => return usage_error(&msg),
     };
     if a.json {
-        println!("{:#}", oidc_authz::explain::render_json(&resp, ks.as_ref()));
+        println!(
+            "{:#}",
+            oidc_authz::tools::explain::render_json(&resp, ks.as_ref())
+        );
     } else {
-        print!("{}", oidc_authz::explain::render_text(&resp, ks.as_ref()));
+        print!(
+            "{}",
+            oidc_authz::tools::explain::render_text(&resp, ks.as_ref())
+        );
     }
     if resp.decision == "allow" {
         ExitCode::SUCCESS

@@ -13,14 +13,14 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigErrors, ListenLimits};
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
+use crate::ops::state::ServerState;
 use crate::server::{Listeners, ServeError};
-use crate::state::ServerState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
-    SelfTest(#[from] crate::selftest::SelfTestError),
+    SelfTest(#[from] crate::ops::selftest::SelfTestError),
     #[error("invalid config:\n{0}")]
     Config(#[from] ConfigErrors),
     #[error("cannot bind {what} {addr}: {source}")]
@@ -68,7 +68,7 @@ impl Default for RunOptions {
     fn default() -> Self {
         RunOptions {
             config_path: None,
-            reload_poll: crate::reload::DEFAULT_POLL,
+            reload_poll: crate::ops::reload::DEFAULT_POLL,
             drain_timeout: crate::server::DEFAULT_DRAIN_TIMEOUT,
             signals: false,
             grpc: None,
@@ -92,7 +92,7 @@ pub async fn run(
 /// `oidc-authz serve`: load the config from `source` (logging every error and note), then run
 /// on a new multi-threaded runtime with reload (for a file) and signal handling until SIGTERM /
 /// Ctrl-C.
-pub fn serve_blocking(source: crate::compat::Source) -> Result<(), RunError> {
+pub fn serve_blocking(source: crate::tools::compat::Source) -> Result<(), RunError> {
     let loaded = source.load().inspect_err(|errs| {
         for e in &errs.0 {
             tracing::error!(field = %e.field, error = %e.message, "invalid config");
@@ -108,8 +108,8 @@ pub fn serve_blocking(source: crate::compat::Source) -> Result<(), RunError> {
         .map_err(RunError::Runtime)?;
     let options = RunOptions {
         config_path: match source {
-            crate::compat::Source::File(p) => Some(p),
-            crate::compat::Source::Environment => None,
+            crate::tools::compat::Source::File(p) => Some(p),
+            crate::tools::compat::Source::Environment => None,
         },
         signals: true,
         ..RunOptions::default()
@@ -129,14 +129,23 @@ pub struct Started {
     listeners: Listeners,
     limits: ListenLimits,
     options: RunOptions,
+    /// Traces, when `telemetry.otlp_endpoint` is set: flushed after the drain.
+    telemetry: Option<crate::ops::telemetry::Guard>,
 }
 
 impl Started {
     /// Self-test, state from `config`, bind.
     pub async fn new(config: Config, options: RunOptions) -> Result<Self, RunError> {
-        crate::selftest::run()?;
-        let state = ServerState::new(config, Arc::new(Metrics::new()))?;
-        Self::from_state(state, options).await
+        crate::ops::selftest::run()?;
+        let metrics = Arc::new(Metrics::new());
+        let telemetry = config
+            .telemetry
+            .as_ref()
+            .and_then(|t| crate::ops::telemetry::install(t, metrics.clone()));
+        let state = ServerState::new(config, metrics)?;
+        let mut started = Self::from_state(state, options).await?;
+        started.telemetry = telemetry;
+        Ok(started)
     }
 
     /// Bind the listeners for an existing state (tests that build or reload the state
@@ -189,6 +198,7 @@ impl Started {
             },
             limits: listen.limits,
             options,
+            telemetry: None,
         })
     }
 
@@ -206,10 +216,9 @@ impl Started {
         // Hot reload: content changes of the config file (ConfigMap symlink swaps included)
         // and SIGHUP. A rejected config is logged and counted; the old one keeps serving.
         // A config from the environment (or given in memory) cannot change while we run.
-        let reloader =
-            self.options.config_path.clone().map(|path| {
-                crate::reload::spawn(self.state.clone(), path, self.options.reload_poll)
-            });
+        let reloader = self.options.config_path.clone().map(|path| {
+            crate::ops::reload::spawn(self.state.clone(), path, self.options.reload_poll)
+        });
         let signals = self.options.signals;
         if signals {
             spawn_sighup(reloader.clone());
@@ -233,6 +242,9 @@ impl Started {
         )
         .await?;
         drop(reloader);
+        if let Some(t) = self.telemetry {
+            t.shutdown().await;
+        }
         tracing::info!("stopped");
         Ok(())
     }
@@ -277,7 +289,7 @@ async fn termination() {
 
 /// SIGHUP → reload the config now. Installed in every mode: SIGHUP's default action would
 /// terminate the process.
-fn spawn_sighup(reloader: Option<crate::reload::Reloader>) {
+fn spawn_sighup(reloader: Option<crate::ops::reload::Reloader>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -303,8 +315,8 @@ fn spawn_sighup(reloader: Option<crate::reload::Reloader>) {
 
 /// What `check-config` found: the summary line, or every error.
 pub fn check_config(
-    source: &crate::compat::Source,
-) -> Result<(crate::compat::Loaded, String), Vec<String>> {
+    source: &crate::tools::compat::Source,
+) -> Result<(crate::tools::compat::Loaded, String), Vec<String>> {
     let loaded = source
         .load()
         .map_err(|errs| errs.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
@@ -313,7 +325,7 @@ pub fn check_config(
     let mut errors = Vec::new();
     for (i, client) in c.clients.iter().enumerate() {
         if let crate::config::KeySource::File(p) = &client.keys {
-            let r = crate::files::read_blocking(p)
+            let r = crate::outside::files::read_blocking(p)
                 .map_err(|e| e.to_string())
                 .and_then(|b| crate::keys::parse_jwks(&b, "check").map_err(|e| e.to_string()));
             if let Err(e) = r {
@@ -355,7 +367,8 @@ mod tests {
             "clients:\n  - { name: a, issuer: https://sso.example.org/realms/x, audiences: [a] }\nrules:\n  - { name: all, match: { prefix: / } }\n",
         )
         .unwrap();
-        let (_, summary) = super::check_config(&crate::compat::Source::File(path.clone())).unwrap();
+        let (_, summary) =
+            super::check_config(&crate::tools::compat::Source::File(path.clone())).unwrap();
         assert!(summary.ends_with("ok (1 client, 1 rule)"), "{summary}");
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -26,8 +26,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::config::ListenLimits;
-use crate::service::AuthzService;
-use crate::state::ServerState;
+use crate::doors::grpc::AuthzService;
+use crate::ops::state::ServerState;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -112,12 +112,12 @@ pub async fn serve(
     // The HTTP door: same connection cap and head deadline as the Check port, stopped and
     // drained with it (its Checks count in the same in-flight counter).
     let http_task = listeners.http.map(|listener| {
-        let router = crate::http_door::router(state.clone(), inflight.clone());
+        let router = crate::doors::http::router(state.clone(), inflight.clone());
         tokio::spawn(accept_loop(
             listener,
             limits.max_connections,
             grpc_stop_rx.clone(),
-            h1_handler(router, limits, crate::http_door::max_head_bytes(&limits)),
+            h1_handler(router, limits, crate::doors::http::max_head_bytes(&limits)),
         ))
     });
 
@@ -125,11 +125,16 @@ pub async fn serve(
         listeners.admin,
         ADMIN_MAX_CONNECTIONS,
         admin_stop_rx.clone(),
-        h1_handler(crate::admin::router(state.clone()), limits, H1_MAX_BUF),
+        h1_handler(
+            crate::doors::admin::router(state.clone()),
+            limits,
+            H1_MAX_BUF,
+        ),
     ));
     let admin_grpc_task = listeners.admin_grpc.map(|listener| {
-        let routes =
-            tonic::service::Routes::new(crate::admin_grpc::AdminService::server(state.clone()));
+        let routes = tonic::service::Routes::new(crate::doors::admin_grpc::AdminService::server(
+            state.clone(),
+        ));
         tokio::spawn(accept_loop(
             listener,
             ADMIN_MAX_CONNECTIONS,

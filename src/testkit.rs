@@ -1,7 +1,10 @@
 //! Keys and tokens for tests, benchmarks and the demo: generate a key pair, publish its JWK,
-//! and sign arbitrary (even hostile) headers and claims. Never used by `serve`; the keys live
-//! only in memory of the process that made them.
+//! mint well-formed tokens with `jsonwebtoken` (the library an issuer would use: [`TestKey::token`],
+//! [`TestKey::token_with`]), and sign arbitrary (even hostile) headers and claims byte by byte
+//! ([`TestKey::sign`], [`TestKey::sign_bytes`]) where a test needs what no library would produce.
+//! Never used by `serve`; the keys live only in memory of the process that made them.
 
+use aws_lc_rs::encoding::AsDer as _;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self as sig, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair};
@@ -22,6 +25,9 @@ pub struct TestKey {
     pub kid: String,
     pub alg: Alg,
     pair: Pair,
+    /// The private key as `jsonwebtoken` takes it: PKCS#1 `RSAPrivateKey` for RSA, PKCS#8 for
+    /// EC and Ed25519.
+    der: Vec<u8>,
 }
 
 fn b64(b: &[u8]) -> String {
@@ -47,11 +53,31 @@ impl TestKey {
             )?),
             Alg::EdDSA => Pair::Ed(Ed25519KeyPair::generate()?),
         };
+        let der = match &pair {
+            Pair::Rsa(k) => {
+                let pkcs8 = k.as_der()?;
+                pkcs8_private_key(pkcs8.as_ref())
+                    .ok_or(aws_lc_rs::error::Unspecified)?
+                    .to_vec()
+            }
+            Pair::Ec(k) => k.to_pkcs8v1()?.as_ref().to_vec(),
+            Pair::Ed(k) => k.to_pkcs8v1()?.as_ref().to_vec(),
+        };
         Ok(TestKey {
             kid: kid.to_owned(),
             alg,
             pair,
+            der,
         })
+    }
+
+    /// The private key for `jsonwebtoken::encode`.
+    pub fn encoding_key(&self) -> jsonwebtoken::EncodingKey {
+        match &self.pair {
+            Pair::Rsa(_) => jsonwebtoken::EncodingKey::from_rsa_der(&self.der),
+            Pair::Ec(_) => jsonwebtoken::EncodingKey::from_ec_der(&self.der),
+            Pair::Ed(_) => jsonwebtoken::EncodingKey::from_ed_der(&self.der),
+        }
     }
 
     pub fn rsa(kid: &str) -> TestKey {
@@ -124,13 +150,71 @@ impl TestKey {
         format!("{input}.{}", b64(&s))
     }
 
-    /// A normal token: header `{alg, kid, typ: JWT}`.
+    /// A normal token, minted by `jsonwebtoken`: header `{typ: JWT, alg, kid}`.
     pub fn token(&self, claims: &Value) -> String {
-        self.sign(
-            &json!({"alg": self.alg.name(), "kid": self.kid, "typ": "JWT"}),
-            claims,
-        )
+        let mut header = jsonwebtoken::Header::new(jwt_alg(self.alg));
+        header.kid = Some(self.kid.clone());
+        self.token_with(&header, claims)
     }
+
+    /// A well-formed token with this `jsonwebtoken` header (another `alg` of the key's type,
+    /// another `typ`, no `kid`…), minted by `jsonwebtoken`.
+    pub fn token_with(&self, header: &jsonwebtoken::Header, claims: &Value) -> String {
+        jsonwebtoken::encode(header, claims, &self.encoding_key()).expect("jsonwebtoken encode")
+    }
+}
+
+/// The `jsonwebtoken` name of an algorithm.
+pub fn jwt_alg(alg: Alg) -> jsonwebtoken::Algorithm {
+    use jsonwebtoken::Algorithm as J;
+    match alg {
+        Alg::RS256 => J::RS256,
+        Alg::RS384 => J::RS384,
+        Alg::RS512 => J::RS512,
+        Alg::PS256 => J::PS256,
+        Alg::PS384 => J::PS384,
+        Alg::PS512 => J::PS512,
+        Alg::ES256 => J::ES256,
+        Alg::ES384 => J::ES384,
+        Alg::EdDSA => J::EdDSA,
+    }
+}
+
+/// One DER TLV at the start of `b`: (tag, contents, rest). Short and long definite lengths only.
+fn der_tlv(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&first, mut b) = b.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || b.len() < n {
+            return None;
+        }
+        let (bytes, rest) = b.split_at(n);
+        b = rest;
+        bytes
+            .iter()
+            .fold(0usize, |acc, &x| (acc << 8) | usize::from(x))
+    };
+    (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+}
+
+/// The `privateKey` OCTET STRING of a PKCS#8 `PrivateKeyInfo` (for RSA: the PKCS#1 key).
+fn pkcs8_private_key(pkcs8: &[u8]) -> Option<&[u8]> {
+    let (0x30, info, _) = der_tlv(pkcs8)? else {
+        return None;
+    };
+    let (0x02, _version, rest) = der_tlv(info)? else {
+        return None;
+    };
+    let (0x30, _algorithm, rest) = der_tlv(rest)? else {
+        return None;
+    };
+    let (0x04, key, _) = der_tlv(rest)? else {
+        return None;
+    };
+    Some(key)
 }
 
 /// A JWKS document with the given keys' public JWKs.
@@ -139,10 +223,10 @@ pub fn jwks(keys: &[&TestKey]) -> String {
 }
 
 /// A loaded key state holding the given keys' public JWKs (for the pure verification functions).
-pub fn key_state(keys: &[&TestKey]) -> crate::jwks::KeyState {
+pub fn key_state(keys: &[&TestKey]) -> crate::outside::jwks::KeyState {
     let parsed =
         crate::keys::parse_jwks(jwks(keys).as_bytes(), "testkit").expect("test keys parse");
-    crate::jwks::KeyState {
+    crate::outside::jwks::KeyState {
         keys: parsed.into(),
         generation: 1,
         ..Default::default()

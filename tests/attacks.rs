@@ -14,11 +14,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use common::*;
-use envoy_types::pb::envoy::service::auth::v3::CheckRequest;
+use oidc_authz::core::token::{self, Headers, TokenSource};
 use oidc_authz::decision::Reason;
 use oidc_authz::keys::Alg;
 use oidc_authz::testkit::{TestKey, claims, now};
-use oidc_authz::token::{self, Headers, TokenSource};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -51,16 +50,6 @@ const AUD: &str = "web-app";
 /// The P-256 group order n.
 const P256_N: &str = "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551";
 
-struct Fx {
-    idp: Idp,
-    rsa: TestKey,
-    ec: TestKey,
-    server: oidc_authz::server::RunningServer,
-    client: envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
-        tonic::transport::Channel,
-    >,
-}
-
 impl Fx {
     /// Default: a 30 s cooldown, so no refetch can happen during a test unless it waits.
     async fn new() -> Fx {
@@ -68,22 +57,12 @@ impl Fx {
     }
 
     async fn with_min_refresh(min: &str) -> Fx {
-        let rsa = TestKey::generate(Alg::RS256, "rsa-1");
-        let ec = TestKey::generate(Alg::ES256, "ec-1");
-        let idp = Idp::start(&[&rsa, &ec]).await;
-        let yaml = CONFIG
-            .replace("ISS", &idp.issuer)
-            .replace("MIN_REFRESH", min);
-        let server = start_server(&yaml).await;
-        wait_loaded(&server, "/realms/test").await;
-        let client = client(&server).await;
-        Fx {
-            idp,
-            rsa,
-            ec,
-            server,
-            client,
-        }
+        Fx::start(FxSpec {
+            config: &CONFIG.replace("MIN_REFRESH", min),
+            rsa_kid: "rsa-1",
+            publish_ec: true,
+        })
+        .await
     }
 
     fn iss(&self) -> String {
@@ -98,41 +77,6 @@ impl Fx {
     /// A token the server accepts (the baseline every attack is a variation of).
     fn good(&self) -> String {
         self.rsa.token(&self.claims(json!({})))
-    }
-
-    async fn get(&mut self, path: &str, auth: Option<&str>) -> Outcome {
-        self.call("GET", path, auth).await
-    }
-
-    async fn call(&mut self, method: &str, path: &str, auth: Option<&str>) -> Outcome {
-        let b = auth.map(bearer);
-        let mut h = vec![];
-        if let Some(b) = &b {
-            h.push(("authorization", b.as_str()));
-        }
-        check(
-            &mut self.client,
-            request(method, "api.example.org", path, &h),
-        )
-        .await
-    }
-
-    /// `GET /api/x` with this raw Authorization header value.
-    async fn with_authorization(&mut self, value: &str) -> Outcome {
-        check(
-            &mut self.client,
-            request(
-                "GET",
-                "api.example.org",
-                "/api/x",
-                &[("authorization", value)],
-            ),
-        )
-        .await
-    }
-
-    async fn send(&mut self, req: CheckRequest) -> Outcome {
-        check(&mut self.client, req).await
     }
 }
 
@@ -497,22 +441,48 @@ async fn embedded_jwk_jku_x5u_x5c_are_never_trusted_and_never_fetched() {
         let tok = attacker.sign(header, &c);
         assert_deny(&fx.get("/admin/panel", Some(&tok)).await, *reason, what);
     }
-    // Give a stray fetch time to land before counting.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // No waiting for a stray fetch to land: each count is read after a point that any earlier
+    // fetch must have passed.
+    //
+    // The attacker's listener accepts in order, so once our own probe has been answered, every
+    // connection made before it has been counted: exactly one (ours) means none came from the
+    // server — and shows the listener does count, so the zero it implies means something.
+    reqwest::get(format!("{base}/probe")).await.unwrap();
     assert_eq!(
         hits.load(Ordering::SeqCst),
-        0,
-        "no connection to a URL named in a token"
+        1,
+        "no connection to a URL named in a token (only the probe)"
     );
+    // Key-set fetches are single-flight: ours starts only after any fetch the server had in
+    // flight for these tokens has finished. Exactly our own fetches' hits afterwards means the
+    // attacks cost the IdP nothing.
+    let sets: Vec<_> = fx
+        .server
+        .state
+        .snapshot()
+        .key_sets()
+        .into_iter()
+        .filter(|ks| ks.id.contains("/realms/test"))
+        .collect();
+    assert!(!sets.is_empty());
+    for ks in &sets {
+        ks.fetch().await.unwrap();
+    }
+    let (jwks_mid, discovery_mid) = (fx.idp.jwks_hits(), fx.idp.discovery_hits());
+    for ks in &sets {
+        ks.fetch().await.unwrap();
+    }
+    // what one round of our own fetches costs the IdP (discovery may be cached)
+    let per_round = (
+        fx.idp.jwks_hits() - jwks_mid,
+        fx.idp.discovery_hits() - discovery_mid,
+    );
+    assert_eq!(per_round.0, sets.len() as u64);
     assert_eq!(
-        fx.idp.jwks_hits(),
-        jwks_before,
-        "inside the cooldown an attacker kid costs the IdP nothing"
+        (jwks_mid - jwks_before, discovery_mid - discovery_before),
+        per_round,
+        "inside the cooldown an attacker kid costs the IdP nothing (only our own fetch)"
     );
-    assert_eq!(fx.idp.discovery_hits(), discovery_before);
-    // the listener does count (so the zero above means something)
-    reqwest::get(format!("{base}/probe")).await.unwrap();
-    assert_eq!(hits.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
@@ -1025,7 +995,7 @@ async fn a_one_mebibyte_token_is_refused_before_parsing_in_bounded_time() {
     // The decision itself (CheckRequest → Decision, no transport) takes the same short time
     // whatever the 1 MiB contain: the length is checked before a single byte is looked at.
     // Best of five, so that a busy machine's scheduling noise does not decide; no ratio asserted.
-    let service = oidc_authz::service::AuthzService::new(fx.server.state.clone());
+    let service = oidc_authz::doors::grpc::AuthzService::new(fx.server.state.clone());
     for (what, t) in [
         ("valid-looking", &looks_valid),
         ("garbage", &garbage),

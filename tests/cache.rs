@@ -7,8 +7,8 @@ mod common;
 
 use common::*;
 use oidc_authz::decision::Reason;
+use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::service::AuthzService;
 use oidc_authz::testkit::{TestKey, claims, now};
 use serde_json::json;
 
@@ -106,13 +106,14 @@ async fn a_reload_a_removed_key_and_expiry_take_effect_despite_the_cache() {
         json!("web"),
         json!({"iat": t0, "exp": t0 + 2}),
     )));
-    let mut headers = oidc_authz::token::Headers::new();
+    let mut headers = oidc_authz::core::token::Headers::new();
     headers.push("authorization", &short);
-    let input = oidc_authz::check::CheckInput {
+    let input = oidc_authz::core::check::CheckInput {
         method: "GET",
         host: "h",
         path: "/x",
         headers,
+        ..Default::default()
     };
     let state = &server.state;
     let at = |t: i64| {
@@ -120,8 +121,14 @@ async fn a_reload_a_removed_key_and_expiry_take_effect_despite_the_cache() {
         let cache = state.cache();
         let input = input.clone();
         async move {
-            oidc_authz::check::decide_with(&snap, Some(&cache), Some(&state.metrics), &input, t)
-                .await
+            oidc_authz::core::check::decide_with(
+                &snap,
+                Some(&cache),
+                Some(&state.metrics),
+                &input,
+                t,
+            )
+            .await
         }
     };
     let hits = state.metrics.token_cache_hit.get();
@@ -177,7 +184,7 @@ fn in_own_process(test: &str) -> bool {
 /// Fill a cache with `make(i)` for i in 0.., `rounds` times its cap's worth, and return the RSS
 /// growth and the cache's own byte count.
 fn fill(cap: usize, rounds: usize, make: impl Fn(usize) -> (String, String)) -> (usize, usize) {
-    use oidc_authz::cache::{CacheLimits, Entry, TokenCache};
+    use oidc_authz::core::cache::{CacheLimits, Entry, TokenCache};
     let cache = TokenCache::new(CacheLimits {
         max_entries: 10_000_000,
         max_bytes: cap,
@@ -188,7 +195,7 @@ fn fill(cap: usize, rounds: usize, make: impl Fn(usize) -> (String, String)) -> 
     let mut i = 0;
     while inserted_cost < rounds * cap {
         let (token, claims_json) = make(i);
-        let claims = oidc_authz::token::strict_object(claims_json.as_bytes()).unwrap();
+        let claims = oidc_authz::core::token::strict_object(claims_json.as_bytes()).unwrap();
         let entry = Entry::new(
             &token,
             0,

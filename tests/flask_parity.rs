@@ -18,16 +18,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use oidc_authz::compat;
 use oidc_authz::decision::Reason;
 use oidc_authz::keys::Alg;
-use oidc_authz::server::RunningServer;
 use oidc_authz::testkit::{TestKey, claims, now};
+use oidc_authz::tools::compat;
 use serde_json::{Value, json};
-
-type Client = envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient<
-    tonic::transport::Channel,
->;
 
 /// The library's test setup as a config: client `example`, roles at `realm_access.roles`,
 /// token from the Authorization header, then the cookie `COOKIE`; the decorators as rules.
@@ -58,27 +53,14 @@ rules:
 default: deny
 "#;
 
-struct Fx {
-    idp: Idp,
-    rsa: TestKey,
-    _server: RunningServer,
-    client: Client,
-}
-
 impl Fx {
     async fn new(cookie: &str) -> Fx {
-        let rsa = TestKey::generate(Alg::RS256, "flask-jwt-oidc-test-client");
-        let idp = Idp::start(&[&rsa]).await;
-        let yaml = FLASK.replace("ISS", &idp.issuer).replace("COOKIE", cookie);
-        let server = start_server(&yaml).await;
-        wait_loaded(&server, "/realms/test").await;
-        let client = client(&server).await;
-        Fx {
-            idp,
-            rsa,
-            _server: server,
-            client,
-        }
+        Fx::start(FxSpec {
+            config: &FLASK.replace("COOKIE", cookie),
+            rsa_kid: "flask-jwt-oidc-test-client",
+            publish_ec: false,
+        })
+        .await
     }
 
     /// The library's `helper_create_jwt`: aud `example`, `realm_access.roles`, a username.
@@ -95,17 +77,8 @@ impl Fx {
         ))
     }
 
-    async fn get(&mut self, path: &str, headers: &[(&str, &str)]) -> Outcome {
-        check(
-            &mut self.client,
-            request("GET", "api.example.org", path, headers),
-        )
-        .await
-    }
-
     async fn bearer_get(&mut self, path: &str, token: &str) -> Outcome {
-        let b = bearer(token);
-        self.get(path, &[("authorization", b.as_str())]).await
+        self.get(path, Some(token)).await
     }
 }
 
@@ -138,7 +111,7 @@ async fn requires_auth_passes_a_valid_token_and_exposes_its_claims() {
     assert_eq!(o.headers["x-auth-username"], "test-user");
     assert_eq!(o.headers["x-auth-roles"], "editor,viewer");
     // no token: the library's code, unchanged
-    let o = fx.get("/protected", &[]).await;
+    let o = fx.get_with("/protected", &[]).await;
     assert_deny(&o, Reason::AuthorizationHeaderMissing, "no token");
     assert_eq!(o.http_status, 401);
 }
@@ -211,17 +184,19 @@ async fn cookie_token_present_and_absent() {
     let mut fx = Fx::new("oidc-jwt").await;
     let tok = fx.token(&[]);
     let cookie = format!("theme=dark; oidc-jwt={tok}");
-    let o = fx.get("/cookie-protected", &[("cookie", &cookie)]).await;
+    let o = fx
+        .get_with("/cookie-protected", &[("cookie", &cookie)])
+        .await;
     assert_allow(&o, "example", "with cookie");
     let o = fx
-        .get("/cookie-protected", &[("cookie", "theme=dark")])
+        .get_with("/cookie-protected", &[("cookie", "theme=dark")])
         .await;
     assert_deny(&o, Reason::AuthorizationHeaderMissing, "other cookie only");
-    let o = fx.get("/cookie-protected", &[]).await;
+    let o = fx.get_with("/cookie-protected", &[]).await;
     assert_deny(&o, Reason::AuthorizationHeaderMissing, "no cookie");
     // the Authorization header is tried first: a bad one is not rescued by a good cookie
     let o = fx
-        .get(
+        .get_with(
             "/cookie-protected",
             &[("authorization", "Bearer junk"), ("cookie", &cookie)],
         )
@@ -235,10 +210,14 @@ async fn custom_cookie_name() {
     let mut fx = Fx::new("custom-jwt-cookie").await;
     let tok = fx.token(&[]);
     let custom = format!("custom-jwt-cookie={tok}");
-    let o = fx.get("/cookie-protected", &[("cookie", &custom)]).await;
+    let o = fx
+        .get_with("/cookie-protected", &[("cookie", &custom)])
+        .await;
     assert_allow(&o, "example", "custom cookie");
     let default = format!("oidc-jwt={tok}");
-    let o = fx.get("/cookie-protected", &[("cookie", &default)]).await;
+    let o = fx
+        .get_with("/cookie-protected", &[("cookie", &default)])
+        .await;
     assert_deny(
         &o,
         Reason::AuthorizationHeaderMissing,
@@ -251,7 +230,7 @@ async fn public_route() {
     // test_unprotected / the example app's /api/public
     let mut fx = Fx::new("oidc-jwt").await;
     for path in ["/api/public", "/api/public/", "/api/public/x?y=1"] {
-        let o = fx.get(path, &[]).await;
+        let o = fx.get_with(path, &[]).await;
         assert!(o.allowed(), "{path}: {o:?}");
         assert!(!o.headers.contains_key("x-auth-subject"), "{path}");
     }
@@ -259,7 +238,7 @@ async fn public_route() {
     let o = fx.bearer_get("/api/public", "not-a-jwt").await;
     assert!(o.allowed(), "{o:?}");
     // segment-aware: /api/publicity is not under /api/public
-    let o = fx.get("/api/publicity", &[]).await;
+    let o = fx.get_with("/api/publicity", &[]).await;
     assert_deny(&o, Reason::AuthorizationHeaderMissing, "/api/publicity");
 }
 
@@ -875,8 +854,15 @@ fn serve_in_compatibility_mode_starts_and_never_logs_the_secret() {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // give the (failing: sso.example.org is not reachable here) discovery a moment to log too
-    std::thread::sleep(Duration::from_millis(500));
+    // the (failing: sso.example.org is not reachable here) key-set fetch logs too: wait for that
+    // line, so the secret check below covers the failure path's log, however slow the machine
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !log.lock().unwrap().contains("key set fetch failed") && Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let exited = child.try_wait().unwrap();
     if exited.is_none() {
         child.kill().unwrap();
@@ -887,6 +873,7 @@ fn serve_in_compatibility_mode_starts_and_never_logs_the_secret() {
     assert!(exited.is_none(), "serve exited early:\n{log}");
     assert!(log.contains("serving"), "{log}");
     assert!(log.contains("flask-jwt-oidc compatibility"), "{log}");
+    assert!(log.contains("key set fetch failed"), "{log}");
     assert!(
         !log.contains(SECRET) && !log.contains(SECRET_NAMES),
         "{log}"

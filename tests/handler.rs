@@ -1,6 +1,8 @@
-//! Handler tests: call the tonic `Authorization::check` method directly (no network), with
-//! static keys from a `jwks_file`. Covers every algorithm, algorithm confusion, and interop
-//! with tokens minted by the `jsonwebtoken` crate.
+//! Handler tests: call the tonic `Authorization::check` method, or `check::decide` with the clock
+//! passed in, directly (no network), with static keys from a `jwks_file`. Covers every algorithm,
+//! algorithm confusion, interop with tokens minted by the `jsonwebtoken` crate, azp / typ /
+//! leeway through a whole decision, and the order of the decision (path, then auth mode, then
+//! the token).
 
 #![allow(clippy::unwrap_used)]
 
@@ -10,10 +12,13 @@ use envoy_types::ext_authz::v3::pb::Authorization;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest};
+use oidc_authz::core::check::{self, CheckInput};
+use oidc_authz::core::token::Headers;
+use oidc_authz::decision::{Decision, Reason};
+use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::metrics::Metrics;
-use oidc_authz::service::AuthzService;
-use oidc_authz::state::ServerState;
+use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::ops::state::ServerState;
 use oidc_authz::testkit::{TestKey, claims, jwks};
 use serde_json::json;
 
@@ -236,4 +241,281 @@ fn base64_decode(s: &str) -> Vec<u8> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s)
         .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Whole decisions through `check::decide` (the function the service calls), with the clock passed
+// in: azp, typ and leeway as a request sees them, and the order in which the checks answer.
+
+/// A client with every optional claim check on, and rules for each auth mode.
+struct D {
+    state: Arc<ServerState>,
+    key: TestKey,
+    _dir: std::path::PathBuf,
+}
+
+const STRICT_AUD: &str = "strict-app";
+const LEEWAY: i64 = 30;
+
+fn strict() -> D {
+    let key = TestKey::generate(Alg::ES256, "strict");
+    let dir = std::env::temp_dir().join(format!(
+        "oidc-authz-handler-d-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("keys.json");
+    std::fs::write(&file, jwks(&[&key])).unwrap();
+    let yaml = format!(
+        r#"
+clients:
+  - name: strict
+    issuer: {ISS}
+    jwks_file: {}
+    audiences: [{STRICT_AUD}]
+    algorithms: [ES256]
+    authorized_parties: [frontend, mobile]
+    require_typ: at+jwt
+    leeway: {LEEWAY}s
+rules:
+  - {{ name: health, match: {{ path: /healthz }}, auth: none }}
+  - {{ name: maybe, match: {{ prefix: /maybe }}, auth: optional }}
+  - {{ name: all, match: {{ prefix: / }} }}
+"#,
+        file.display()
+    );
+    let cfg = oidc_authz::config::parse(&yaml).unwrap();
+    D {
+        state: ServerState::new(cfg, Arc::new(Metrics::new())).unwrap(),
+        key,
+        _dir: dir,
+    }
+}
+
+/// Fixed instants: the decision is given `now`, so no test waits.
+const T: i64 = 1_900_000_000;
+
+impl D {
+    /// A token `jsonwebtoken` mints with `typ` (None: no typ) and these claims over the defaults.
+    fn token(&self, typ: Option<&str>, extra: serde_json::Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.key.kid.clone());
+        header.typ = typ.map(str::to_owned);
+        let mut c = json!({"iss": ISS, "aud": STRICT_AUD, "sub": "u", "azp": "frontend",
+                           "iat": T, "exp": T + 600});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        self.key.token_with(&header, &c)
+    }
+
+    fn good(&self) -> String {
+        self.token(Some("at+jwt"), json!({}))
+    }
+
+    /// The decision for `GET path` with this Authorization value (if any), at `now`.
+    async fn at(&self, path: &str, authorization: Option<&str>, now: i64) -> Decision {
+        let mut headers = Headers::new();
+        if let Some(a) = authorization {
+            headers.push("authorization", a);
+        }
+        let input = CheckInput {
+            method: "GET",
+            host: "h",
+            path,
+            headers,
+            ..Default::default()
+        };
+        check::decide(&self.state.snapshot(), &input, now).await
+    }
+
+    async fn bearer_at(&self, path: &str, token: &str, now: i64) -> Decision {
+        self.at(path, Some(&format!("Bearer {token}")), now).await
+    }
+}
+
+#[track_caller]
+fn assert_reason(d: &Decision, want: Option<Reason>, case: &str) {
+    assert_eq!(d.reason(), want, "{case}: {d:?}");
+    assert_eq!(d.is_allow(), want.is_none(), "{case}: {d:?}");
+}
+
+#[tokio::test]
+async fn azp_through_a_whole_decision() {
+    let d = strict();
+    for azp in ["frontend", "mobile"] {
+        let tok = d.token(Some("at+jwt"), json!({ "azp": azp }));
+        assert_reason(&d.bearer_at("/x", &tok, T).await, None, azp);
+    }
+    for (case, extra) in [
+        ("another party", json!({"azp": "backend"})),
+        ("case differs", json!({"azp": "Frontend"})),
+        ("not a string", json!({"azp": ["frontend"]})),
+        ("null", json!({"azp": null})),
+    ] {
+        let tok = d.token(Some("at+jwt"), extra);
+        assert_reason(
+            &d.bearer_at("/x", &tok, T).await,
+            Some(Reason::InvalidClaims),
+            case,
+        );
+    }
+    // absent altogether
+    let mut c = json!({"iss": ISS, "aud": STRICT_AUD, "sub": "u", "iat": T, "exp": T + 600});
+    c.as_object_mut().unwrap().remove("azp");
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("strict".into());
+    header.typ = Some("at+jwt".into());
+    let tok = d.key.token_with(&header, &c);
+    assert_reason(
+        &d.bearer_at("/x", &tok, T).await,
+        Some(Reason::InvalidClaims),
+        "no azp",
+    );
+}
+
+#[tokio::test]
+async fn require_typ_through_a_whole_decision() {
+    let d = strict();
+    for typ in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/At+Jwt",
+    ] {
+        let tok = d.token(Some(typ), json!({}));
+        assert_reason(&d.bearer_at("/x", &tok, T).await, None, typ);
+    }
+    for typ in [Some("JWT"), Some("at+jwt "), Some("application/"), None] {
+        let tok = d.token(typ, json!({}));
+        assert_reason(
+            &d.bearer_at("/x", &tok, T).await,
+            Some(Reason::InvalidClaims),
+            &format!("typ {typ:?}"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn leeway_boundaries_through_a_whole_decision() {
+    let d = strict();
+    // exp: valid while exp + leeway > now
+    let tok = d.token(Some("at+jwt"), json!({"iat": T - 600, "exp": T}));
+    assert_reason(
+        &d.bearer_at("/x", &tok, T + LEEWAY - 1).await,
+        None,
+        "exp, last second",
+    );
+    assert_reason(
+        &d.bearer_at("/x", &tok, T + LEEWAY).await,
+        Some(Reason::TokenExpired),
+        "exp + leeway reached",
+    );
+    // nbf: valid once nbf <= now + leeway
+    let tok = d.token(
+        Some("at+jwt"),
+        json!({"iat": T - 600, "nbf": T, "exp": T + 600}),
+    );
+    assert_reason(
+        &d.bearer_at("/x", &tok, T - LEEWAY).await,
+        None,
+        "nbf, first second",
+    );
+    assert_reason(
+        &d.bearer_at("/x", &tok, T - LEEWAY - 1).await,
+        Some(Reason::TokenNotYetValid),
+        "nbf beyond leeway",
+    );
+    // iat: the same bound
+    let tok = d.token(Some("at+jwt"), json!({"iat": T, "exp": T + 600}));
+    assert_reason(
+        &d.bearer_at("/x", &tok, T - LEEWAY).await,
+        None,
+        "iat, first second",
+    );
+    assert_reason(
+        &d.bearer_at("/x", &tok, T - LEEWAY - 1).await,
+        Some(Reason::TokenNotYetValid),
+        "iat beyond leeway",
+    );
+}
+
+#[tokio::test]
+async fn the_path_is_judged_before_the_token() {
+    let d = strict();
+    let good = d.good();
+    let expired = d.token(Some("at+jwt"), json!({"exp": T - 3600, "iat": T - 7200}));
+    for path in ["/a b", "x", "/a\\b", "/%2f", "/%zz"] {
+        for (tok, what) in [
+            (None, "no token"),
+            (Some(format!("Bearer {good}")), "a good token"),
+            (Some(format!("Bearer {expired}")), "an expired token"),
+            (Some("Bearer not.a.jwt".to_owned()), "garbage"),
+            (Some("Basic abc".to_owned()), "another scheme"),
+        ] {
+            assert_reason(
+                &d.at(path, tok.as_deref(), T).await,
+                Some(Reason::InvalidPath),
+                &format!("{path:?} with {what}"),
+            );
+        }
+    }
+    // and with a valid path, the token decides
+    assert_reason(
+        &d.bearer_at("/x", &good, T).await,
+        None,
+        "valid path, good token",
+    );
+    assert_reason(
+        &d.bearer_at("/x", &expired, T).await,
+        Some(Reason::TokenExpired),
+        "valid path, expired token",
+    );
+}
+
+#[tokio::test]
+async fn auth_none_ignores_even_a_bad_token() {
+    let d = strict();
+    let expired = d.token(Some("at+jwt"), json!({"exp": T - 3600, "iat": T - 7200}));
+    let other = TestKey::generate(Alg::ES256, "strict"); // same kid, wrong key
+    let forged = other.token(&json!({"iss": ISS, "aud": STRICT_AUD, "exp": T + 60}));
+    for (auth, what) in [
+        (None, "no token"),
+        (Some(format!("Bearer {}", d.good())), "a good token"),
+        (Some(format!("Bearer {expired}")), "an expired token"),
+        (Some(format!("Bearer {forged}")), "a forged token"),
+        (Some("Bearer not.a.jwt".to_owned()), "garbage"),
+        (Some("Bearer".to_owned()), "an empty bearer"),
+    ] {
+        assert_reason(&d.at("/healthz", auth.as_deref(), T).await, None, what);
+    }
+}
+
+#[tokio::test]
+async fn optional_allows_no_token_but_denies_a_bad_one() {
+    let d = strict();
+    assert_reason(&d.at("/maybe/x", None, T).await, None, "no token");
+    assert_reason(
+        &d.bearer_at("/maybe/x", &d.good(), T).await,
+        None,
+        "a good token",
+    );
+    let expired = d.token(Some("at+jwt"), json!({"exp": T - 3600, "iat": T - 7200}));
+    let other = TestKey::generate(Alg::ES256, "strict");
+    let forged = other.token(&json!({"iss": ISS, "aud": STRICT_AUD, "exp": T + 60}));
+    let wrong_typ = d.token(Some("JWT"), json!({}));
+    for (tok, want, what) in [
+        (expired, Reason::TokenExpired, "expired"),
+        (forged, Reason::InvalidSignature, "forged"),
+        (wrong_typ, Reason::InvalidClaims, "wrong typ"),
+    ] {
+        assert_reason(
+            &d.bearer_at("/maybe/x", &tok, T).await,
+            Some(want),
+            &format!("optional with an {what} token"),
+        );
+    }
+    let d2 = d.at("/maybe/x", Some("Bearer not.a.jwt"), T).await;
+    assert!(!d2.is_allow(), "optional with a malformed token: {d2:?}");
 }

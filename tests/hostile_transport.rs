@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use oidc_authz::decision::Reason;
-use oidc_authz::metrics::Metrics;
+use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::ops::state::ServerState;
 use oidc_authz::server::RunningServer;
-use oidc_authz::state::ServerState;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -28,7 +28,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn config(listen_extra: &str) -> String {
     let dir = temp_dir("hostile");
     let keys = dir.join("keys.json");
-    let key = oidc_authz::testkit::TestKey::generate(oidc_authz::jwks::Alg::ES256, "k");
+    let key = oidc_authz::testkit::TestKey::generate(oidc_authz::outside::jwks::Alg::ES256, "k");
     std::fs::write(&keys, oidc_authz::testkit::jwks(&[&key])).unwrap();
     format!(
         "listen: {{grpc: 127.0.0.1:0, admin: 127.0.0.1:0{listen_extra}}}\nclients:\n  - name: app\n    issuer: https://issuer.example.org\n    jwks_file: {}\n    audiences: [app]\n    algorithms: [ES256]\nrules:\n  - {{ name: public, match: {{ prefix: /public }}, auth: none }}\n",

@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oidc_authz::metrics::Metrics;
+use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::ops::state::ServerState;
 use oidc_authz::server::RunningServer;
-use oidc_authz::state::ServerState;
 use oidc_authz::testkit::{TestKey, claims};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -43,7 +43,7 @@ async fn fx() -> Fx {
             .as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let key = TestKey::generate(oidc_authz::jwks::Alg::ES256, "k");
+    let key = TestKey::generate(oidc_authz::keys::Alg::ES256, "k");
     let keys = dir.join("keys.json");
     std::fs::write(&keys, oidc_authz::testkit::jwks(&[&key])).unwrap();
     let other_keys = dir.join("other.json");
@@ -543,15 +543,16 @@ async fn metrics_and_the_grpc_door_share_one_decision_path() {
     // the same request through the gRPC door: the same decision (one path, one answer builder)
     let snap = fx.server.state.snapshot();
     let bearer = format!("Bearer {tok}");
-    let mut headers = oidc_authz::token::Headers::new();
+    let mut headers = oidc_authz::core::token::Headers::new();
     headers.push("authorization", &bearer);
-    let input = oidc_authz::check::CheckInput {
+    let input = oidc_authz::core::check::CheckInput {
         method: "GET",
         host: "door.example",
         path: "/api/x",
         headers,
+        ..Default::default()
     };
-    let d = oidc_authz::check::decide(&snap, &input, oidc_authz::testkit::now()).await;
+    let d = oidc_authz::core::check::decide(&snap, &input, oidc_authz::testkit::now()).await;
     let oidc_authz::decision::Answer::Allow(a) = d.into_answer() else {
         panic!("allow expected")
     };

@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use common::*;
 use oidc_authz::decision::Reason;
+use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::service::AuthzService;
 use oidc_authz::testkit::{TestKey, claims, now};
 use serde_json::json;
 
@@ -70,16 +68,57 @@ fn req(tok: &str, path: &str) -> envoy_types::pb::envoy::service::auth::v3::Chec
 
 #[tokio::test]
 async fn a_revoked_jwt_is_denied_within_cache_ttl() {
-    let (idp, key, _server, svc) = setup(true).await;
+    let (idp, key, server, _svc) = setup(true).await;
     let tok = key.token(&claims(&idp.issuer, json!("web"), json!({})));
     idp.set_introspection(&tok, json!({"active": true}));
-    assert!(svc.decide(&req(&tok, "/api/x")).await.is_allow());
-    assert!(svc.decide(&req(&tok, "/api/x")).await.is_allow());
+    // The clock is the `now` the decision is given (no wall-clock wait): the service's own path,
+    // with its token cache and metrics, at chosen instants.
+    let b = bearer(&tok);
+    let mut headers = oidc_authz::core::token::Headers::new();
+    headers.push("authorization", &b);
+    let input = oidc_authz::core::check::CheckInput {
+        method: "GET",
+        host: "h",
+        path: "/api/x",
+        headers,
+        ..Default::default()
+    };
+    let state = &server.state;
+    let at = |t: i64| {
+        let snap = state.snapshot();
+        let cache = state.cache();
+        let input = input.clone();
+        async move {
+            oidc_authz::core::check::decide_with(
+                &snap,
+                Some(&cache),
+                Some(&state.metrics),
+                &input,
+                t,
+            )
+            .await
+        }
+    };
+    let t0 = now();
+    assert!(at(t0).await.is_allow());
+    assert!(at(t0).await.is_allow());
     assert_eq!(idp.introspection_hits(), 1, "the answer is cached");
     idp.set_introspection(&tok, json!({"active": false})); // revoked at the IdP
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let d = svc.decide(&req(&tok, "/api/x")).await;
+    // still inside cache_ttl (1 s): the cached answer stands, the IdP is not asked
+    assert!(at(t0).await.is_allow());
+    assert_eq!(
+        idp.introspection_hits(),
+        1,
+        "within cache_ttl nothing is re-asked"
+    );
+    // one cache_ttl later the revocation is seen
+    let d = at(t0 + 1).await;
     assert_eq!(d.reason(), Some(Reason::TokenInactive), "{d:?}");
+    assert_eq!(
+        idp.introspection_hits(),
+        2,
+        "after cache_ttl the IdP is asked again"
+    );
     assert_eq!(Reason::TokenInactive.http_status(), 401);
 }
 

@@ -21,10 +21,10 @@ use axum::http::HeaderMap;
 use axum::routing::get;
 use common::*;
 use oidc_authz::config::{self, JwksSettings, KeySource};
-use oidc_authz::jwks::{Alg, KeyRegistry};
-use oidc_authz::metrics::Metrics;
-use oidc_authz::service::AuthzService;
-use oidc_authz::state::ServerState;
+use oidc_authz::doors::grpc::AuthzService;
+use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::ops::state::ServerState;
+use oidc_authz::outside::jwks::{Alg, KeyRegistry};
 use oidc_authz::testkit::{TestKey, jwks};
 use tokio::time::Instant;
 
@@ -282,7 +282,7 @@ async fn credentials_in_a_key_url_are_redacted_everywhere() {
     })
     .await;
     let snap = state.snapshot();
-    let admin = oidc_authz::admin_grpc::key_sets(&snap);
+    let admin = oidc_authz::doors::admin_grpc::key_sets(&snap);
     for (what, shown) in [
         ("key set id", ks.id.clone()),
         ("last_error", ks.state().last_error.clone().unwrap()),
@@ -393,7 +393,7 @@ async fn a_config_replaced_by_a_fifo_is_refused_and_the_server_keeps_serving() {
         ServerState::new(config::load(&cfg_path).unwrap(), Arc::new(Metrics::new())).unwrap();
     let errors_before = reload_errors(&state);
     let reloader =
-        oidc_authz::reload::spawn(state.clone(), cfg_path.clone(), Duration::from_millis(50));
+        oidc_authz::ops::reload::spawn(state.clone(), cfg_path.clone(), Duration::from_millis(50));
 
     let fifo = dir.join("fifo");
     let _held = mkfifo(&fifo);
@@ -456,7 +456,7 @@ async fn non_regular_files_are_refused_without_blocking() {
     let fifo = dir.join("fifo");
     let _held = mkfifo(&fifo);
     for p in [fifo.as_path(), dir.as_path(), Path::new("/dev/zero")] {
-        let e = oidc_authz::files::read(p, Duration::from_secs(5))
+        let e = oidc_authz::outside::files::read(p, Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(e.to_string().contains("not a regular file"), "{e}");
@@ -490,7 +490,7 @@ async fn a_config_written_in_place_in_two_writes_is_loaded_only_when_complete() 
     .unwrap();
     let state =
         ServerState::new(config::load(&cfg_path).unwrap(), Arc::new(Metrics::new())).unwrap();
-    let _r = oidc_authz::reload::spawn_with_settle(
+    let _r = oidc_authz::ops::reload::spawn_with_settle(
         state.clone(),
         cfg_path.clone(),
         Duration::from_millis(50),
@@ -538,7 +538,7 @@ async fn a_renamed_config_is_loaded_at_once() {
     std::fs::write(&cfg_path, file_config(&keys, "")).unwrap();
     let state =
         ServerState::new(config::load(&cfg_path).unwrap(), Arc::new(Metrics::new())).unwrap();
-    let _r = oidc_authz::reload::spawn_with_settle(
+    let _r = oidc_authz::ops::reload::spawn_with_settle(
         state.clone(),
         cfg_path.clone(),
         Duration::from_millis(50),

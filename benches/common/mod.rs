@@ -10,11 +10,11 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use oidc_authz::check::CheckInput;
-use oidc_authz::metrics::Metrics;
-use oidc_authz::state::ServerState;
+use oidc_authz::core::check::CheckInput;
+use oidc_authz::core::token::Headers;
+use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::ops::state::ServerState;
 use oidc_authz::testkit::TestKey;
-use oidc_authz::token::Headers;
 use serde_json::{Value, json};
 
 pub const ISS: &str = "https://sso.bench.local/realms/bench";
@@ -137,5 +137,6 @@ pub fn input<'a>(authorization: &'a str, path: &'a str) -> CheckInput<'a> {
         host: "bench.local",
         path,
         headers,
+        ..Default::default()
     }
 }

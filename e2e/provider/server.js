@@ -29,11 +29,26 @@
 //   orders-editor  roles [names_editor, orders_reader]  resources: orders, billing
 //   orders-reader  roles [orders_reader]                resources: orders, billing
 //   billing-app    roles [billing_user]                 resources: billing
+//   dpop-app       roles [orders_reader]                resources: orders   DPoP-bound tokens only
+//   dpop-nonce-app roles [orders_reader]                resources: orders   DPoP-bound, token endpoint demands nonces
+//   mtls-app       roles [orders_reader]                resources: orders, billing   certificate-bound tokens
+//
+// Sender-constrained tokens (RFC 9449, RFC 8705; features.dPoP and features.mTLS):
+//   * DPoP: a token request carrying a valid `DPoP` proof header gets `token_type: DPoP` and a JWT with
+//     `cnf: {jkt: <RFC 7638 thumbprint of the proof's jwk>}` (any client; dpop-app and dpop-nonce-app
+//     must send one: dpop_bound_access_tokens). Proof algs: ES256, EdDSA. For dpop-nonce-app the token
+//     endpoint answers 400 use_dpop_nonce with a `DPoP-Nonce` header until the proof carries that nonce.
+//   * mTLS: this provider listens on plain HTTP, so the client certificate of the token request is
+//     passed in the `x-e2e-client-cert` header (URL-encoded PEM, the encoding of Envoy's XFCC `Cert=`).
+//     That header is trusted blindly: THIS IS A TEST PROVIDER ON LOOPBACK, never expose it. mtls-app
+//     (tls_client_certificate_bound_access_tokens) must send one and gets a JWT with
+//     `cnf: {"x5t#S256": base64url(SHA-256(certificate DER))}`, token_type Bearer.
 // Every access token carries `realm_access: {roles: [...]}` (Keycloak style), `client_roles` (same list,
 // flat), `azp` (= client_id) and `email` (<client_id>@clients.example); `sub` is the client_id.
 //
 // On startup it prints one line `READY <issuer>` to stdout once it is listening.
 
+import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import { parseArgs } from 'node:util';
@@ -89,7 +104,32 @@ const CLIENTS = {
     roles: ['billing_user'],
     resources: ['https://api.example/billing'],
   },
+  'dpop-app': {
+    roles: ['orders_reader'],
+    resources: ['https://api.example/orders'],
+    metadata: { dpop_bound_access_tokens: true },
+  },
+  'dpop-nonce-app': {
+    roles: ['orders_reader'],
+    resources: ['https://api.example/orders'],
+    metadata: { dpop_bound_access_tokens: true },
+    requireDpopNonce: true,
+  },
+  'mtls-app': {
+    roles: ['orders_reader'],
+    resources: ['https://api.example/orders', 'https://api.example/billing'],
+    metadata: { tls_client_certificate_bound_access_tokens: true },
+  },
 };
+
+// The test client certificate of a token request (see the header comment): URL-encoded PEM or nothing.
+const CLIENT_CERT_HEADER = 'x-e2e-client-cert';
+function clientCertificate(ctx) {
+  const raw = ctx.get(CLIENT_CERT_HEADER);
+  if (!raw) return undefined;
+  const pem = decodeURIComponent(raw);
+  return pem.includes('-----BEGIN CERTIFICATE-----') ? pem : undefined;
+}
 
 const configuration = {
   jwks,
@@ -102,12 +142,29 @@ const configuration = {
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_basic',
     scope: Object.values(RESOURCES).map((r) => r.scope).join(' '),
+    ...CLIENTS[clientId].metadata,
   })),
   features: {
     clientCredentials: { enabled: true },
     devInteractions: { enabled: false },
     introspection: { enabled: false },
     revocation: { enabled: false },
+    dPoP: {
+      enabled: true,
+      nonceSecret: crypto.randomBytes(32),
+      requireNonce: (ctx) => CLIENTS[ctx.oidc?.client?.clientId]?.requireDpopNonce === true,
+      allowReplay: false,
+    },
+    mTLS: {
+      enabled: true,
+      certificateBoundAccessTokens: true,
+      selfSignedTlsClientAuth: false,
+      tlsClientAuth: false,
+      getCertificate: clientCertificate,
+      // only used by tls_client_auth / self_signed_tls_client_auth, which no client here uses
+      certificateAuthorized: () => false,
+      certificateSubjectMatches: () => false,
+    },
     resourceIndicators: {
       enabled: true,
       defaultResource: async (ctx, client, oneOf) => {

@@ -5,11 +5,11 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use oidc_authz::binding::dpop::{self, DpopRequest, DpopSettings, MAX_PROOF_BYTES};
-use oidc_authz::binding::{NonceKey, ReplayMemory};
 use oidc_authz::config;
-use oidc_authz::policy;
-use oidc_authz::token::{self, Headers, TokenSource};
+use oidc_authz::core::binding::dpop::{self, DpopRequest, DpopSettings, MAX_PROOF_BYTES};
+use oidc_authz::core::binding::{NonceKey, ReplayMemory};
+use oidc_authz::core::policy;
+use oidc_authz::core::token::{self, Headers, TokenSource};
 
 /// Same cap as the default `token.max_bytes`.
 const MAX_BYTES: usize = 16 * 1024;
@@ -137,7 +137,7 @@ pub fn config_parse(data: &[u8]) {
 /// only ever answers `invalid_dpop_proof` or `use_dpop_nonce`; the thumbprint of any header
 /// `jwk` and the `htu` comparison never panic and are deterministic.
 pub fn dpop_proof(data: &[u8]) {
-    use oidc_authz::binding::BindingError;
+    use oidc_authz::core::binding::BindingError;
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

@@ -19,9 +19,9 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 use oidc_authz::config;
-use oidc_authz::metrics::Metrics;
+use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::ops::state::ServerState;
 use oidc_authz::server::RunningServer;
-use oidc_authz::state::ServerState;
 use oidc_authz::testkit::TestKey;
 
 pub const MODE_UP: u8 = 0;
@@ -385,4 +385,101 @@ pub fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Poll `cond` every 10 ms until it holds; panic with `what` after `deadline`. The way to wait for
+/// something that happens on its own time: no fixed sleep that a slow machine outruns.
+pub async fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            t.elapsed() < deadline,
+            "timed out after {deadline:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The fixture the end-to-end suites share: a local IdP, an RS256 key (`rsa`) and an ES256 key
+/// (`ec`, kid `ec-1`), the real server on port 0 with a config the suite names, and a client.
+pub struct Fx {
+    pub idp: Idp,
+    pub rsa: TestKey,
+    pub ec: TestKey,
+    pub server: RunningServer,
+    pub client: AuthorizationClient<tonic::transport::Channel>,
+}
+
+/// How a suite's [`Fx`] differs.
+pub struct FxSpec<'a> {
+    /// The server's YAML; `ISS` stands for the local IdP's issuer.
+    pub config: &'a str,
+    /// The RS256 key's `kid`.
+    pub rsa_kid: &'a str,
+    /// Whether the IdP publishes the ES256 key too.
+    pub publish_ec: bool,
+}
+
+/// Requests through [`Fx`] go to this host.
+pub const FX_HOST: &str = "api.example.org";
+
+impl Fx {
+    pub async fn start(spec: FxSpec<'_>) -> Fx {
+        let rsa = TestKey::generate(oidc_authz::keys::Alg::RS256, spec.rsa_kid);
+        let ec = TestKey::generate(oidc_authz::keys::Alg::ES256, "ec-1");
+        let idp = if spec.publish_ec {
+            Idp::start(&[&rsa, &ec]).await
+        } else {
+            Idp::start(&[&rsa]).await
+        };
+        let server = start_server(&spec.config.replace("ISS", &idp.issuer)).await;
+        wait_loaded(&server, "/realms/test").await;
+        let client = client(&server).await;
+        Fx {
+            idp,
+            rsa,
+            ec,
+            server,
+            client,
+        }
+    }
+
+    /// `GET path` with this bearer token, if any.
+    pub async fn get(&mut self, path: &str, auth: Option<&str>) -> Outcome {
+        self.call("GET", path, auth).await
+    }
+
+    /// `method path` with this bearer token, if any.
+    pub async fn call(&mut self, method: &str, path: &str, auth: Option<&str>) -> Outcome {
+        let b = auth.map(bearer);
+        let mut h = vec![];
+        if let Some(b) = &b {
+            h.push(("authorization", b.as_str()));
+        }
+        self.get_with_method(method, path, &h).await
+    }
+
+    /// `GET path` with these headers.
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Outcome {
+        self.get_with_method("GET", path, headers).await
+    }
+
+    async fn get_with_method(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Outcome {
+        check(&mut self.client, request(method, FX_HOST, path, headers)).await
+    }
+
+    /// `GET /api/x` with this raw Authorization header value.
+    pub async fn with_authorization(&mut self, value: &str) -> Outcome {
+        self.get_with("/api/x", &[("authorization", value)]).await
+    }
+
+    /// Any CheckRequest.
+    pub async fn send(&mut self, req: CheckRequest) -> Outcome {
+        check(&mut self.client, req).await
+    }
 }

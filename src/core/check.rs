@@ -1,0 +1,535 @@
+//! The decision path of one Check, from request attributes to [`Decision`]:
+//! normalise path → first matching rule → find token → parse → route → verify → conditions →
+//! allow (with upstream headers) or deny. Pure except for one await: a rate-limited,
+//! single-flight key-set refetch when a token names an unknown `kid`.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::core::binding::ReplayMemory;
+use crate::core::binding::enforce::{self, BindingRequest, DpopChallenge};
+use crate::core::cache::{Entry, TokenCache};
+use crate::ops::metrics::Metrics;
+use crate::outside::introspect::Answer;
+
+use crate::config::DefaultAction;
+use crate::core::policy::{self, AuthMode};
+use crate::core::snapshot::{CLIENT_HEADER, Snapshot};
+use crate::core::token::{self, Headers};
+use crate::core::verify::{self, Failure};
+use crate::decision::{Allow, Decision, Deny, DenyKind, Reason};
+
+/// The parts of a CheckRequest the decision needs, borrowed from it.
+#[derive(Debug, Default, Clone)]
+pub struct CheckInput<'a> {
+    pub method: &'a str,
+    /// `:authority` / `Host`, possibly with a port.
+    pub host: &'a str,
+    /// The request target as received (path and query, not decoded).
+    pub path: &'a str,
+    pub headers: Headers<'a>,
+    /// The request scheme (`http` / `https`) from the Check's attributes: the `htu` of a DPoP
+    /// proof is compared with scheme + host + path (DESIGN §10).
+    pub scheme: &'a str,
+    /// Envoy's `attributes.source.certificate` (URL-encoded PEM, empty without one), for
+    /// mTLS-bound tokens in `peer` mode.
+    pub peer_certificate: &'a str,
+}
+
+/// Name used for metrics and logs when no rule matched and `default: authenticated` applies.
+pub const DEFAULT_RULE: &str = "default";
+
+/// Longest claim value copied into an upstream header.
+const MAX_HEADER_VALUE: usize = 8192;
+
+fn deny(deny: Deny, rule: Option<&str>, client: Option<&str>, token_presented: bool) -> Decision {
+    Decision::Deny {
+        deny,
+        rule: rule.map(str::to_owned),
+        client: client.map(str::to_owned),
+        token_presented,
+    }
+}
+
+/// Decide one request without the token cache. `now` is Unix seconds.
+pub async fn decide(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Decision {
+    decide_with(snap, None, None, input, now).await
+}
+
+/// Decide one request, using (and filling) the verified-token cache when given. DPoP proof
+/// `jti`s go to a process-wide replay memory; the server passes its own to [`decide_bound`].
+pub async fn decide_with(
+    snap: &Snapshot,
+    cache: Option<&TokenCache>,
+    metrics: Option<&Metrics>,
+    input: &CheckInput<'_>,
+    now: i64,
+) -> Decision {
+    decide_bound(snap, cache, metrics, None, input, now).await
+}
+
+/// Replay memory for callers that have none of their own (`explain`, benches, tests).
+static FALLBACK_REPLAY: std::sync::LazyLock<ReplayMemory> =
+    std::sync::LazyLock::new(|| ReplayMemory::new(16 * 1024, 16));
+
+/// [`decide_with`] with this replica's DPoP replay memory. Every 401 of a routed client that
+/// has `binding.dpop` configured carries the `DPoP algs="…"` challenge alongside `Bearer`.
+pub async fn decide_bound(
+    snap: &Snapshot,
+    cache: Option<&TokenCache>,
+    metrics: Option<&Metrics>,
+    replay: Option<&ReplayMemory>,
+    input: &CheckInput<'_>,
+    now: i64,
+) -> Decision {
+    let replay = replay.unwrap_or(&FALLBACK_REPLAY);
+    let mut decision = decide_inner(snap, cache, metrics, replay, input, now).await;
+    if let Decision::Deny {
+        deny,
+        client: Some(name),
+        ..
+    } = &mut decision
+        && deny.dpop.is_none()
+        && deny.reason.kind() == DenyKind::Unauthenticated
+        && let Some(c) = snap
+            .clients
+            .iter()
+            .find(|c| c.cfg.name == *name && c.cfg.binding.dpop_configured)
+    {
+        deny.dpop = Some(Box::new(DpopChallenge::advertise(&c.cfg.binding)));
+    }
+    decision
+}
+
+async fn decide_inner(
+    snap: &Snapshot,
+    cache: Option<&TokenCache>,
+    metrics: Option<&Metrics>,
+    replay: &ReplayMemory,
+    input: &CheckInput<'_>,
+    now: i64,
+) -> Decision {
+    let path = match policy::normalize_path(input.path) {
+        Ok(p) => p,
+        Err(d) => return deny(d, None, None, false),
+    };
+    let host = policy::host_without_port(input.host);
+    // Methods are matched upper-case: a framework that treats `post` as POST must not let
+    // `post` skip a `methods: [POST]` rule.
+    let method = upper(input.method);
+    let (rule_name, auth, rule) = match snap.config.rules.find(&method, &host, &path) {
+        Some(r) => (r.name.as_str(), r.auth, Some(r)),
+        None => match snap.config.default {
+            DefaultAction::Deny => {
+                return deny(
+                    Deny::new(
+                        Reason::NoMatchingRule,
+                        "no rule matched and default is deny",
+                    ),
+                    None,
+                    None,
+                    false,
+                );
+            }
+            DefaultAction::Authenticated => (DEFAULT_RULE, AuthMode::Required, None),
+        },
+    };
+    if auth == AuthMode::None {
+        return anonymous(snap, rule_name);
+    }
+    let (raw, auth_scheme) = match token::extract_with_scheme(
+        &snap.config.token.sources,
+        &input.headers,
+        snap.config.token.max_bytes,
+    ) {
+        Ok(Some(t)) => t,
+        Ok(None) if auth == AuthMode::Optional => return anonymous(snap, rule_name),
+        Ok(None) => {
+            return deny(
+                Deny::new(
+                    Reason::AuthorizationHeaderMissing,
+                    "no token in any configured source",
+                ),
+                Some(rule_name),
+                None,
+                false,
+            );
+        }
+        Err(d) => return deny(d, Some(rule_name), None, true),
+    };
+    let cached = cache.and_then(|c| {
+        c.get(
+            raw,
+            snap.generation,
+            |i| {
+                snap.clients
+                    .get(i)
+                    .map_or(u64::MAX, |c| c.key_set.state().generation)
+            },
+            now,
+        )
+    });
+    let entry = match cached {
+        Some(hit) => {
+            if let Some(m) = metrics {
+                m.token_cache_hit.inc();
+            }
+            crate::ops::telemetry::note_cache_hit();
+            // A cached token still needs usable keys: past max_stale we fail closed as for any token.
+            let client = &snap.clients[hit.client];
+            if !client.key_set.available(&client.key_set.state()) {
+                return deny(
+                    Deny::new(
+                        Reason::KeysUnavailable,
+                        "the key set is older than max_stale",
+                    ),
+                    Some(rule_name),
+                    Some(&client.cfg.name),
+                    true,
+                );
+            }
+            hit
+        }
+        None => {
+            if let (Some(_), Some(m)) = (cache, metrics) {
+                m.token_cache_miss.inc();
+            }
+            match verify_fresh(snap, metrics, raw, rule_name, now).await {
+                Ok(e) => {
+                    let e = Arc::new(e);
+                    if let Some(c) = cache {
+                        c.insert(e.clone(), now);
+                    }
+                    e
+                }
+                Err(d) => return d,
+            }
+        }
+    };
+    let client = &snap.clients[entry.client];
+    let name = client.cfg.name.as_str();
+    // DESIGN §10, per request (a cached token included): the token's cnf against the proof
+    // and the certificate this request carries.
+    let mut dpop_headers = input.headers.get_all("dpop");
+    let (first, second) = (dpop_headers.next(), dpop_headers.next());
+    let proofs = [first.unwrap_or_default(), second.unwrap_or_default()];
+    let n = usize::from(first.is_some()) + usize::from(second.is_some());
+    let bound = BindingRequest {
+        auth_scheme,
+        access_token: raw,
+        proofs: &proofs[..n],
+        method: input.method,
+        scheme: input.scheme,
+        authority: input.host,
+        path: input.path,
+        peer_certificate: input.peer_certificate,
+        xfcc: input
+            .headers
+            .get_one("x-forwarded-client-cert")
+            .map_err(|_| ()),
+        now,
+    };
+    if let Err(e) = enforce::enforce(&entry.claims, &bound, &client.cfg.binding, replay) {
+        return deny(
+            enforce::deny(e, &client.cfg.binding, now),
+            Some(rule_name),
+            Some(name),
+            true,
+        );
+    }
+    if let Some(rule) = rule
+        && let Err(d) = policy::check_conditions(rule, &entry.claims, &entry.roles, entry.client)
+    {
+        return deny(d, Some(rule_name), Some(name), true);
+    }
+    // Allow: set the routed client's claim headers, remove every other spoofable header.
+    let mut set_headers = Vec::with_capacity(entry.headers.len() + 1);
+    set_headers.extend(entry.headers.iter().cloned());
+    set_headers.push((CLIENT_HEADER.to_owned(), name.to_owned()));
+    let remove_headers = snap
+        .spoofable
+        .iter()
+        .filter(|h| !set_headers.iter().any(|(s, _)| s == *h))
+        .cloned()
+        .collect();
+    Decision::Allow(Allow {
+        rule: rule_name.to_owned(),
+        client: Some(name.to_owned()),
+        subject: entry.subject.clone(),
+        set_headers,
+        remove_headers,
+    })
+}
+
+/// Parse, route and verify a token that is not cached; on success, everything the allow path
+/// needs (claims, rendered headers) in a cache entry.
+async fn verify_fresh(
+    snap: &Snapshot,
+    metrics: Option<&Metrics>,
+    raw: &str,
+    rule_name: &str,
+    now: i64,
+) -> Result<Entry, Decision> {
+    let jwt = match token::parse(raw) {
+        Ok(j) => j,
+        // Not a JWS: an opaque token, if one client takes those through introspection.
+        Err(d) => {
+            return match snap.opaque_client {
+                Some(i) => verify_opaque(snap, i, raw, rule_name, now).await,
+                None => Err(deny(d, Some(rule_name), None, true)),
+            };
+        }
+    };
+    let idx = verify::route(snap, &jwt.claims).map_err(|d| deny(d, Some(rule_name), None, true))?;
+    let client = &snap.clients[idx];
+    let name = client.cfg.name.as_str();
+    let ks = &client.key_set;
+    let mut refetched = false;
+    let key_set_generation = loop {
+        let state = ks.state();
+        let available = ks.available(&state);
+        match verify::verify(&client.cfg, &state, available, &jwt, now) {
+            Ok(()) => break state.generation,
+            Err(Failure::Deny(d)) => return Err(deny(d, Some(rule_name), Some(name), true)),
+            Err(Failure::KidRequired) => {
+                if let Some(m) = metrics {
+                    m.kidless_refused(&ks.id);
+                }
+                return Err(deny(
+                    Deny::new(Reason::UnknownKey, verify::KID_REQUIRED),
+                    Some(rule_name),
+                    Some(name),
+                    true,
+                ));
+            }
+            Err(Failure::UnknownKid { generation }) => {
+                drop(state);
+                let kid = jwt.header.kid.as_deref().unwrap_or_default();
+                if refetched || !ks.refetch_for_unknown_kid(kid, generation).await {
+                    return Err(deny(
+                        Deny::new(
+                            Reason::UnknownKey,
+                            "the kid is not in the key set (after a refetch, if one was allowed)",
+                        ),
+                        Some(rule_name),
+                        Some(name),
+                        true,
+                    ));
+                }
+                refetched = true;
+            }
+        }
+    };
+    let mut headers = Vec::with_capacity(client.cfg.headers.len());
+    for (header, path) in &client.cfg.headers {
+        if let Some(v) = token::claim(&jwt.claims, path).and_then(token::claim_header_value)
+            && v.len() <= MAX_HEADER_VALUE
+            && v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        {
+            headers.push((header.clone(), v));
+        }
+    }
+    let subject = jwt
+        .claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    // verified: exp is an integer here
+    let exp = jwt
+        .claims
+        .get("exp")
+        .and_then(serde_json::Value::as_i64)
+        .unwrap_or(now);
+    let leeway = i64::try_from(client.cfg.leeway.as_secs()).unwrap_or(0);
+    let mut expires_at = exp.saturating_add(leeway);
+    // Revocation check (RFC 7662) after local verification; the cached result is reused for at
+    // most cache_ttl, so a revocation is seen within that bound.
+    if let Some(intro) = &client.introspector
+        && intro.config().check_jwts
+    {
+        ask(intro, raw, Some(exp), now, rule_name, name).await?;
+        let ttl = i64::try_from(intro.config().cache_ttl.as_secs()).unwrap_or(0);
+        expires_at = expires_at.min(now.saturating_add(ttl));
+    }
+    let roles = policy::token_roles(&jwt.claims, &client.cfg.roles);
+    Ok(Entry::new(
+        raw,
+        idx,
+        snap.generation,
+        key_set_generation,
+        expires_at,
+        jwt.claims,
+        headers,
+        subject,
+        roles,
+    ))
+}
+
+/// Ask the introspection endpoint; a deny for inactive or unanswerable tokens.
+async fn ask(
+    intro: &crate::outside::introspect::Introspector,
+    raw: &str,
+    exp: Option<i64>,
+    now: i64,
+    rule_name: &str,
+    client: &str,
+) -> Result<Arc<Answer>, Decision> {
+    match intro.introspect(raw, exp, now).await {
+        Ok(a) => match &*a {
+            Answer::Inactive => Err(deny(
+                Deny::new(
+                    Reason::TokenInactive,
+                    "the introspection endpoint answered active: false",
+                ),
+                Some(rule_name),
+                Some(client),
+                true,
+            )),
+            Answer::Active(_) => Ok(a),
+        },
+        Err(e) => {
+            tracing::warn!(client, error = %e, "introspection failed; denying (fail closed)");
+            Err(deny(
+                Deny::new(
+                    Reason::IntrospectionUnavailable,
+                    "the introspection endpoint gave no usable answer",
+                ),
+                Some(rule_name),
+                Some(client),
+                true,
+            ))
+        }
+    }
+}
+
+/// An opaque token, validated only by the opaque client's introspection endpoint. The answer's
+/// members are the claims; `exp`, `iss` and `aud` are checked when present.
+async fn verify_opaque(
+    snap: &Snapshot,
+    idx: usize,
+    raw: &str,
+    rule_name: &str,
+    now: i64,
+) -> Result<Entry, Decision> {
+    let client = &snap.clients[idx];
+    let name = client.cfg.name.as_str();
+    let Some(intro) = &client.introspector else {
+        return Err(deny(
+            Deny::new(Reason::TokenMalformed, "not a JWT"),
+            Some(rule_name),
+            None,
+            true,
+        ));
+    };
+    let answer = ask(intro, raw, None, now, rule_name, name).await?;
+    let Answer::Active(claims) = &*answer else {
+        return Err(deny(
+            Deny::new(Reason::TokenInactive, "inactive"),
+            Some(rule_name),
+            Some(name),
+            true,
+        ));
+    };
+    let fail = |reason, detail| {
+        Err(deny(
+            Deny::new(reason, detail),
+            Some(rule_name),
+            Some(name),
+            true,
+        ))
+    };
+    let exp = match claims.get("exp") {
+        None => None,
+        Some(v) => match v.as_i64() {
+            Some(e) => Some(e),
+            None => {
+                return fail(
+                    Reason::InvalidClaims,
+                    "the introspection exp is not an integer",
+                );
+            }
+        },
+    };
+    if exp.is_some_and(|e| e <= now) {
+        return fail(Reason::TokenExpired, "the introspection exp is in the past");
+    }
+    if claims
+        .get("iss")
+        .is_some_and(|i| i.as_str() != Some(client.cfg.issuer.as_str()))
+    {
+        return fail(
+            Reason::InvalidClaims,
+            "the introspection iss is not the client's issuer",
+        );
+    }
+    let aud_ok = match claims.get("aud") {
+        None => true,
+        Some(serde_json::Value::String(a)) => client.cfg.audiences.iter().any(|c| c == a),
+        Some(serde_json::Value::Array(list)) => list.iter().any(|a| {
+            a.as_str()
+                .is_some_and(|a| client.cfg.audiences.iter().any(|c| c == a))
+        }),
+        Some(_) => false,
+    };
+    if !aud_ok {
+        return fail(
+            Reason::UnknownAudience,
+            "the introspection aud names none of the client's audiences",
+        );
+    }
+    let mut headers = Vec::with_capacity(client.cfg.headers.len());
+    for (header, path) in &client.cfg.headers {
+        if let Some(v) = token::claim(claims, path).and_then(token::claim_header_value)
+            && v.len() <= MAX_HEADER_VALUE
+            && v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+        {
+            headers.push((header.clone(), v));
+        }
+    }
+    let ttl = i64::try_from(intro.config().cache_ttl.as_secs()).unwrap_or(0);
+    let expires_at = exp.unwrap_or(i64::MAX).min(now.saturating_add(ttl));
+    let subject = claims
+        .get("sub")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    Ok(Entry::new(
+        raw,
+        idx,
+        snap.generation,
+        client.key_set.state().generation,
+        expires_at,
+        claims.clone(),
+        headers,
+        subject,
+        policy::token_roles(claims, &client.cfg.roles),
+    ))
+}
+
+/// Anonymous allow: every spoofable header is removed, none is set.
+fn anonymous(snap: &Snapshot, rule: &str) -> Decision {
+    Decision::Allow(Allow {
+        rule: rule.to_owned(),
+        client: None,
+        subject: None,
+        set_headers: Vec::new(),
+        remove_headers: snap.spoofable.clone(),
+    })
+}
+
+/// Upper-case, borrowing when it already is.
+pub fn upper(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_lowercase()) {
+        Cow::Owned(s.to_ascii_uppercase())
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+/// Borrow-or-own helper for callers that build headers from owned strings.
+pub fn lower_name(name: &str) -> Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}

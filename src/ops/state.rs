@@ -1,0 +1,111 @@
+//! Process state shared by the gRPC service and the admin port: the current [`Snapshot`]
+//! (swapped atomically on reload), the metrics, the key-set registry and the draining flag.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use arc_swap::ArcSwap;
+
+use crate::config::{Config, ConfigErrors};
+use crate::core::snapshot::Snapshot;
+use crate::ops::metrics::Metrics;
+use crate::outside::jwks::KeyRegistry;
+
+/// At most this many DPoP proofs are remembered per replica (about 8 MiB at most). A proof is
+/// kept for `max_age + leeway` (90 s by default), so this allows ~2,900 DPoP requests/s per
+/// replica sustained; beyond that a proof is refused (`invalid_dpop_proof`, fail closed).
+pub const REPLAY_CAPACITY: usize = 1 << 18;
+const REPLAY_SHARDS: usize = 64;
+
+pub struct ServerState {
+    snapshot: ArcSwap<Snapshot>,
+    /// Verified tokens; replaced only when a reload changes its limits.
+    cache: ArcSwap<crate::core::cache::TokenCache>,
+    pub metrics: Arc<Metrics>,
+    pub registry: KeyRegistry,
+    /// This replica's memory of recent DPoP proof `jti`s (DESIGN §10: per replica, bounded;
+    /// kept across reloads so a reload does not reopen a replay window).
+    pub replay: crate::core::binding::ReplayMemory,
+    draining: AtomicBool,
+    generation: AtomicU64,
+}
+
+/// Readiness, as `/readyz` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub ready: bool,
+    pub draining: bool,
+    /// Key sets that have never loaded.
+    pub waiting_for: Vec<String>,
+}
+
+impl ServerState {
+    /// Build the first snapshot. Must run inside a tokio runtime (key sets start their
+    /// background refresh at once).
+    pub fn new(config: Config, metrics: Arc<Metrics>) -> Result<Arc<Self>, ConfigErrors> {
+        let registry =
+            KeyRegistry::new(metrics.clone(), config.jwks.ca_file.as_deref()).map_err(|m| {
+                ConfigErrors(vec![crate::config::ConfigError {
+                    field: "jwks.ca_file".into(),
+                    message: m,
+                }])
+            })?;
+        let cache = crate::core::cache::TokenCache::new(config.cache);
+        let snap = Snapshot::build(config, &registry, 1)?;
+        metrics.config_reload(true);
+        Ok(Arc::new(ServerState {
+            snapshot: ArcSwap::from_pointee(snap),
+            cache: ArcSwap::from_pointee(cache),
+            metrics,
+            registry,
+            replay: crate::core::binding::ReplayMemory::new(REPLAY_CAPACITY, REPLAY_SHARDS),
+            draining: AtomicBool::new(false),
+            generation: AtomicU64::new(1),
+        }))
+    }
+
+    /// The current snapshot (an `Arc`, so it may be held across an await).
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Validate-then-swap: on error the old snapshot keeps serving.
+    pub fn reload(&self, config: Config) -> Result<u64, ConfigErrors> {
+        let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let limits = config.cache;
+        match Snapshot::build(config, &self.registry, generation) {
+            Ok(snap) => {
+                if self.cache.load().limits() != limits {
+                    self.cache
+                        .store(Arc::new(crate::core::cache::TokenCache::new(limits)));
+                }
+                self.snapshot.store(Arc::new(snap));
+                self.metrics.config_reload(true);
+                Ok(generation)
+            }
+            Err(e) => {
+                self.metrics.config_reload(false);
+                Err(e)
+            }
+        }
+    }
+
+    /// The verified-token cache (an `Arc`, so it may be held across an await).
+    pub fn cache(&self) -> Arc<crate::core::cache::TokenCache> {
+        self.cache.load_full()
+    }
+
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        let draining = self.draining.load(Ordering::Acquire);
+        let waiting_for = self.snapshot().not_loaded();
+        Readiness {
+            ready: !draining && waiting_for.is_empty(),
+            draining,
+            waiting_for,
+        }
+    }
+}
