@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oidc_authz::ops::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
 use oidc_authz::server::RunningServer;
@@ -570,4 +572,288 @@ async fn metrics_and_the_grpc_door_share_one_decision_path() {
     want.sort();
     assert_eq!(removed(&r), want);
     fx.server.shutdown().await.unwrap();
+}
+
+// ---- sender-constrained tokens through the HTTP door (DESIGN §9 + §10) ----------------------
+
+/// A DPoP key and the proofs it makes (RFC 9449 §4.2).
+struct Holder {
+    key: TestKey,
+}
+
+impl Holder {
+    fn public_jwk(&self) -> serde_json::Value {
+        let mut jwk = self.key.jwk(false);
+        let m = jwk.as_object_mut().unwrap();
+        m.remove("kid");
+        m.remove("use");
+        jwk
+    }
+
+    fn jkt(&self) -> String {
+        let jwk = self.public_jwk();
+        URL_SAFE_NO_PAD.encode(
+            oidc_authz::core::binding::dpop::jwk_thumbprint(jwk.as_object().unwrap()).unwrap(),
+        )
+    }
+
+    fn proof(&self, method: &str, htu: &str, token: &str) -> String {
+        static JTI: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let jti = JTI.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ath = String::from_utf8(oidc_authz::core::binding::dpop::ath(token).to_vec()).unwrap();
+        self.key.sign(
+            &json!({"typ": "dpop+jwt", "alg": self.key.alg.name(), "jwk": self.public_jwk()}),
+            &json!({"jti": format!("jti-{jti}"), "htm": method, "htu": htu,
+                    "iat": oidc_authz::testkit::now(), "ath": ath}),
+        )
+    }
+}
+
+const SECRET: &str = "http-door-test-nonce-secret-0123456789abcdef";
+
+/// A server whose clients bind tokens: `dpop` (DPoP), `peer` (cnf honoured with the defaults:
+/// mTLS certificate from the peer), `xfcc` (certificate from x-forwarded-client-cert),
+/// `strict` (binding.require), `nonce` (DPoP with server nonces).
+async fn bound_fx() -> (RunningServer, SocketAddr, TestKey) {
+    let dir = std::env::temp_dir().join(format!(
+        "oidc-authz-http-door-bound-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = TestKey::generate(oidc_authz::keys::Alg::ES256, "k");
+    let keys = dir.join("keys.json");
+    std::fs::write(&keys, oidc_authz::testkit::jwks(&[&key])).unwrap();
+    let f = keys.display();
+    let yaml = format!(
+        r#"listen: {{ grpc: 127.0.0.1:0, admin: 127.0.0.1:0, http: 127.0.0.1:0 }}
+clients:
+  - {{ name: dpop, issuer: {ISS}, jwks_file: {f}, audiences: [dpop], algorithms: [ES256], headers: {{ x-auth-subject: sub }}, binding: {{ dpop: {{ algorithms: [ES256] }} }} }}
+  - {{ name: peer, issuer: {ISS}, jwks_file: {f}, audiences: [peer], algorithms: [ES256] }}
+  - {{ name: xfcc, issuer: {ISS}, jwks_file: {f}, audiences: [xfcc], algorithms: [ES256], binding: {{ mtls: {{ certificate: xfcc }} }} }}
+  - {{ name: strict, issuer: {ISS}, jwks_file: {f}, audiences: [strict], algorithms: [ES256], binding: {{ require: true }} }}
+  - {{ name: nonce, issuer: {ISS}, jwks_file: {f}, audiences: [nonce], algorithms: [ES256], binding: {{ dpop: {{ algorithms: [ES256], nonce: true, nonce_secret: "${{NONCE_SECRET}}" }} }} }}
+rules:
+  - {{ name: all, match: {{ prefix: / }} }}
+"#
+    );
+    let cfg = oidc_authz::config::parse_with_env(&yaml, &|v| {
+        (v == "NONCE_SECRET").then(|| SECRET.to_owned())
+    })
+    .unwrap();
+    let state = ServerState::new(cfg, Arc::new(Metrics::new())).unwrap();
+    let any = "127.0.0.1:0".parse().unwrap();
+    let server = RunningServer::start(state, any, any).await.unwrap();
+    let http = server.http_addr.unwrap();
+    (server, http, key)
+}
+
+#[tokio::test]
+async fn dpop_htu_is_checked_against_the_forwarded_scheme_host_and_path() {
+    let (server, http, issuer) = bound_fx().await;
+    let holder = Holder {
+        key: TestKey::generate(oidc_authz::keys::Alg::ES256, "holder"),
+    };
+    let token = issuer.token(&claims(
+        ISS,
+        json!("dpop"),
+        json!({"cnf": {"jkt": holder.jkt()}}),
+    ));
+    let auth = format!("DPoP {token}");
+    let fa = |proof: String, proto: Option<&'static str>| {
+        let auth = auth.clone();
+        async move {
+            let mut h: Vec<(&str, Vec<u8>)> = vec![
+                ("x-forwarded-method", b"POST".to_vec()),
+                ("x-forwarded-uri", b"/orders/7?page=2".to_vec()),
+                ("x-forwarded-host", b"App.Example:443".to_vec()),
+                ("authorization", auth.into_bytes()),
+                ("dpop", proof.into_bytes()),
+            ];
+            if let Some(p) = proto {
+                h.push(("x-forwarded-proto", p.as_bytes().to_vec()));
+            }
+            let h: Vec<(&str, &[u8])> = h.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            send(http, "GET", "/forward-auth", &h).await
+        }
+    };
+    // /forward-auth: scheme from X-Forwarded-Proto, host from X-Forwarded-Host (case and
+    // default port ignored), path from X-Forwarded-Uri (query ignored)
+    let ok = fa(
+        holder.proof("POST", "https://app.example/orders/7", &token),
+        Some("https"),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    assert!(ok.header("x-auth-subject").is_some(), "{ok:?}");
+    // the proof was made for http://, the proxy says https: refused
+    let r = fa(
+        holder.proof("POST", "http://app.example/orders/7", &token),
+        Some("https"),
+    )
+    .await;
+    r.assert_deny(401, "invalid_dpop_proof");
+    let www = r.header("www-authenticate").unwrap();
+    assert!(
+        www.contains("DPoP realm=\"oidc-authz\"") && www.contains("error=\"invalid_dpop_proof\""),
+        "{www}"
+    );
+    // no X-Forwarded-Proto: the scheme is http (an https proof does not fit)
+    fa(
+        holder.proof("POST", "https://app.example/orders/7", &token),
+        None,
+    )
+    .await
+    .assert_deny(401, "invalid_dpop_proof");
+    // wrong method in the proof (the proxy's method header is the request's method)
+    fa(
+        holder.proof("GET", "https://app.example/orders/7", &token),
+        Some("https"),
+    )
+    .await
+    .assert_deny(401, "invalid_dpop_proof");
+    // the downgrade: a DPoP-bound token as Bearer
+    let bearer = format!("Bearer {token}");
+    send(
+        http,
+        "GET",
+        "/forward-auth",
+        &[
+            ("x-forwarded-method", b"GET"),
+            ("x-forwarded-uri", b"/orders"),
+            ("authorization", bearer.as_bytes()),
+        ],
+    )
+    .await
+    .assert_deny(401, "binding_mismatch");
+
+    // /ext-authz: the request's own method, Host and path; scheme from X-Forwarded-Proto
+    let ext = |proof: String| {
+        let auth = auth.clone();
+        async move {
+            let raw = format!(
+                "DELETE /ext-authz/orders/7?x=1 HTTP/1.1\r\nhost: app.example\r\nx-forwarded-proto: https\r\n\
+                 authorization: {auth}\r\ndpop: {proof}\r\nconnection: close\r\n\r\n"
+            );
+            let mut all = parse_all(&exchange(http, raw.as_bytes()).await);
+            assert_eq!(all.len(), 1);
+            all.remove(0)
+        }
+    };
+    let ok = ext(holder.proof("DELETE", "https://app.example/orders/7", &token)).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    ext(holder.proof("DELETE", "https://other.example/orders/7", &token))
+        .await
+        .assert_deny(401, "invalid_dpop_proof");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn mtls_nonce_and_required_bindings_through_the_http_door() {
+    let (server, http, issuer) = bound_fx().await;
+    let der: &[u8] = b"\x30\x82\x01\x0a the client certificate of this test";
+    let x5t = URL_SAFE_NO_PAD.encode(oidc_authz::core::binding::mtls::der_thumbprint(der));
+    let hash: String = oidc_authz::core::binding::mtls::der_thumbprint(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let other: String = oidc_authz::core::binding::mtls::der_thumbprint(b"another certificate")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let fa = |aud: &'static str, cnf: serde_json::Value, xfcc: Option<String>| {
+        let token = issuer.token(&claims(ISS, json!(aud), json!({ "cnf": cnf })));
+        async move {
+            let bearer = format!("Bearer {token}");
+            let mut h: Vec<(&str, Vec<u8>)> = vec![
+                ("x-forwarded-method", b"GET".to_vec()),
+                ("x-forwarded-uri", b"/x".to_vec()),
+                ("authorization", bearer.into_bytes()),
+            ];
+            if let Some(x) = xfcc {
+                h.push(("x-forwarded-client-cert", x.into_bytes()));
+            }
+            let h: Vec<(&str, &[u8])> = h.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            send(http, "GET", "/forward-auth", &h).await
+        }
+    };
+    let bound = json!({ "x5t#S256": x5t });
+    // certificate: peer — the HTTP door never sees the peer certificate, and a caller's XFCC
+    // is not a substitute: fail closed
+    fa("peer", bound.clone(), None)
+        .await
+        .assert_deny(401, "binding_mismatch");
+    fa("peer", bound.clone(), Some(format!("Hash={hash}")))
+        .await
+        .assert_deny(401, "binding_mismatch");
+    // certificate: xfcc — the proxy's x-forwarded-client-cert (last element) is read
+    let ok = fa("xfcc", bound.clone(), Some(format!("Hash={hash}"))).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    fa("xfcc", bound.clone(), Some(format!("Hash={other}")))
+        .await
+        .assert_deny(401, "binding_mismatch");
+    fa("xfcc", bound.clone(), None)
+        .await
+        .assert_deny(401, "binding_mismatch");
+    // binding.require: an unbound token is refused
+    let plain = issuer.token(&claims(ISS, json!("strict"), json!({})));
+    let bearer = format!("Bearer {plain}");
+    send(
+        http,
+        "GET",
+        "/forward-auth",
+        &[
+            ("x-forwarded-method", b"GET"),
+            ("x-forwarded-uri", b"/x"),
+            ("authorization", bearer.as_bytes()),
+        ],
+    )
+    .await
+    .assert_deny(401, "binding_required");
+    // nonce: the 401 carries a fresh DPoP-Nonce header, and a proof with it is accepted
+    let holder = Holder {
+        key: TestKey::generate(oidc_authz::keys::Alg::ES256, "holder"),
+    };
+    let token = issuer.token(&claims(
+        ISS,
+        json!("nonce"),
+        json!({"cnf": {"jkt": holder.jkt()}}),
+    ));
+    let auth = format!("DPoP {token}");
+    let proof = holder.proof("GET", "http://door.example/x", &token);
+    let h: [(&str, &[u8]); 4] = [
+        ("x-forwarded-method", b"GET"),
+        ("x-forwarded-uri", b"/x"),
+        ("authorization", auth.as_bytes()),
+        ("dpop", proof.as_bytes()),
+    ];
+    let r = send(http, "GET", "/forward-auth", &h).await;
+    r.assert_deny(401, "use_dpop_nonce");
+    let nonce = r
+        .header("dpop-nonce")
+        .expect("a fresh DPoP-Nonce")
+        .to_owned();
+    assert!(
+        r.header("www-authenticate")
+            .is_some_and(|w| w.contains("error=\"use_dpop_nonce\"")),
+        "{r:?}"
+    );
+    let ath = String::from_utf8(oidc_authz::core::binding::dpop::ath(&token).to_vec()).unwrap();
+    let proof = holder.key.sign(
+        &json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": holder.public_jwk()}),
+        &json!({"jti": "with-nonce", "htm": "GET", "htu": "http://door.example/x",
+                "iat": oidc_authz::testkit::now(), "ath": ath, "nonce": nonce}),
+    );
+    let h: [(&str, &[u8]); 4] = [
+        ("x-forwarded-method", b"GET"),
+        ("x-forwarded-uri", b"/x"),
+        ("authorization", auth.as_bytes()),
+        ("dpop", proof.as_bytes()),
+    ];
+    let ok = send(http, "GET", "/forward-auth", &h).await;
+    assert_eq!(ok.status, 200, "{ok:?}");
+    server.shutdown().await.unwrap();
 }
