@@ -5,7 +5,7 @@ exports. Python standard library only (plus `promtool` for parsing).
     scripts/check-dashboard.py [--promtool PATH]
 
 Checks, each failure printed as `FAIL  <where>: <what>`:
-  * the exported metrics are derived from src/ops/metrics.rs (not a hand-kept list): every
+  * the exported metrics are derived from src/observe/metrics.rs (not a hand-kept list): every
     `let x = <Type>::new(opts("name", "help"), &["label", …])` that is registered; histograms
     add `_bucket` (with `le`), `_sum` and `_count`;
   * every PromQL expression of deploy/grafana/oidc-authz.json (panel targets, `label_values`
@@ -32,14 +32,14 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-METRICS_RS = ROOT / "src/ops/metrics.rs"
+METRICS_RS = ROOT / "src/observe/metrics.rs"
 DECISION_RS = ROOT / "src/decision.rs"
 DASHBOARD = ROOT / "deploy/grafana/oidc-authz.json"
 RULES = ROOT / "deploy/prometheus/oidc-authz.rules.yaml"
 OPERATIONS = ROOT / "docs/operations.md"
 
 # Metrics the dashboard shows before the server exports them. Exactly these, and only in the
-# dashboard, in a panel titled FUTURE. Remove an entry once src/ops/metrics.rs defines it.
+# dashboard, in a panel titled FUTURE. Remove an entry once src/observe/metrics.rs defines it.
 FUTURE_METRICS = {"oidc_authz_shadow_disagreements_total"}
 
 # Labels Prometheus attaches at scrape time (and Kubernetes service discovery commonly adds).
@@ -60,7 +60,7 @@ def rel(p):
     return str(Path(p).relative_to(ROOT))
 
 
-# --- exported metrics, from src/ops/metrics.rs -------------------------------------------------------
+# --- exported metrics, from src/observe/metrics.rs -------------------------------------------------------
 
 STMT = re.compile(
     r"let\s+(?P<var>\w+)\s*=\s*(?P<type>(?:Int)?(?:Counter|Gauge)(?:Vec)?|Histogram(?:Vec)?)"
@@ -333,7 +333,7 @@ def check_expr(where, expr, allowed, labels_of, reasons, future_ok, recorded):
                 hint = " (a FUTURE metric: allowed only in a dashboard panel titled FUTURE)"
             elif name in recorded:
                 hint = " (a series recorded by the rules: the dashboard must work without them)"
-            fail(where, f"metric `{name}` is not exported by the server (src/ops/metrics.rs){hint}")
+            fail(where, f"metric `{name}` is not exported by the server (src/observe/metrics.rs){hint}")
             continue
         if name in labels_of:
             for label, ms in matchers.items():

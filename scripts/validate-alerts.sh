@@ -7,7 +7,7 @@
 #   3. promtool test rules    deploy/prometheus/tests/*.yaml
 #   4. every alert has a unit test in which it FIRES and one in which it does NOT FIRE
 #   5. scripts/check-dashboard.py: every PromQL expression of the dashboard and the rules parses
-#      and uses only metrics src/ops/metrics.rs exports; runbook links resolve
+#      and uses only metrics src/observe/metrics.rs exports; runbook links resolve
 #
 #   scripts/validate-alerts.sh
 #
@@ -104,7 +104,7 @@ sys.exit(1 if bad else 0)
 PY
 }
 run "every alert has tests that fire it and that do not; every test file orders the groups" coverage
-run "scripts/check-dashboard.py (dashboard and rules PromQL vs src/ops/metrics.rs)" scripts/check-dashboard.py
+run "scripts/check-dashboard.py (dashboard and rules PromQL vs src/observe/metrics.rs)" scripts/check-dashboard.py
 
 echo "validate-alerts: $((total - failed)) passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -222,7 +222,7 @@ pub struct Deny {
     pub detail: &'static str,
     /// The `WWW-Authenticate: DPoP …` challenge (and `DPoP-Nonce`), for clients with DPoP
     /// configured and for DPoP proof failures (DESIGN §10).
-    pub dpop: Option<Box<crate::core::binding::DpopChallenge>>,
+    pub dpop: Option<Box<DpopChallenge>>,
 }
 
 impl Deny {
@@ -302,7 +302,7 @@ pub fn challenge(reason: Reason, token_presented: bool) -> Option<String> {
 pub fn challenge_with(
     reason: Reason,
     token_presented: bool,
-    dpop: Option<&crate::core::binding::DpopChallenge>,
+    dpop: Option<&DpopChallenge>,
 ) -> Option<String> {
     let Some(d) = dpop else {
         return challenge(reason, token_presented);
@@ -342,11 +342,7 @@ impl DenyAnswer {
     }
 
     /// [`DenyAnswer::new`] with the DPoP challenge (and a fresh `DPoP-Nonce`) of DESIGN §10.
-    pub fn with_dpop(
-        reason: Reason,
-        token_presented: bool,
-        dpop: Option<&crate::core::binding::DpopChallenge>,
-    ) -> Self {
+    pub fn with_dpop(reason: Reason, token_presented: bool, dpop: Option<&DpopChallenge>) -> Self {
         let body = serde_json::json!({"code": reason.code(), "description": reason.description()})
             .to_string();
         let mut headers = Vec::with_capacity(4);
@@ -391,6 +387,17 @@ impl Decision {
             )),
         }
     }
+}
+
+/// The DPoP part of a 401's `WWW-Authenticate` (and the `DPoP-Nonce` header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DpopChallenge {
+    /// The client's accepted proof algorithms, space-separated (`algs="…"`).
+    pub algs: String,
+    /// `invalid_dpop_proof` / `use_dpop_nonce` when the proof was the problem.
+    pub error: Option<Reason>,
+    /// A fresh server nonce (`use_dpop_nonce` only).
+    pub nonce: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! Pure key material: signature algorithms, JWK / JWKS parsing, and a parsed [`Key`] that
-//! verifies a signature. No HTTP, no tokio, no config: [`crate::outside::jwks`] fetches documents and
+//! verifies a signature. No HTTP, no tokio, no config: the key-set fetcher (`outside`) fetches documents and
 //! hands the bytes here; everything that decides whether a published key is usable lives here,
 //! so it can be tested (and fuzzed) without a network.
 //!
@@ -209,8 +209,7 @@ pub const MAX_KEYS_PER_SET: usize = 100;
 /// most [`MAX_KEYS_PER_SET`] usable keys. A document with no usable key at all is an error (the
 /// last good keys are kept).
 pub fn parse_jwks(bytes: &[u8], key_set: &str) -> Result<Vec<Key>, JwksError> {
-    let doc = crate::core::token::strict_object(bytes)
-        .map_err(|e| JwksError::NotObject(e.to_string()))?;
+    let doc = crate::json::strict_object(bytes).map_err(|e| JwksError::NotObject(e.to_string()))?;
     let Some(Value::Array(items)) = doc.get("keys") else {
         return Err(JwksError::NoKeysArray);
     };

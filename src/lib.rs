@@ -3,15 +3,19 @@
 //! against cached, rotated JWKS, applies path-keyed rules and answers allow or deny.
 //!
 //! Map (layers, lowest first; a module imports only from its own layer or below — see
-//! docs/architecture.md):
-//! 1. [`decision`] `Decision`, `Reason` (stable codes) · [`keys`] pure JWK / key types
-//! 2. [`core`]     the decision core, pure: token, policy, verify, cache, check, snapshot, binding
-//! 3. [`config`]   YAML → validated, compiled configuration; errors name the field
-//! 4. [`outside`]  the only I/O toward the world: fetch (the one HTTP client), files, jwks, introspect
-//! 5. [`ops`]      metrics, process state, reload, startup self-test
-//! 6. [`doors`]    front doors: gRPC Check, HTTP authorization API, admin HTTP, admin gRPC
-//! 7. [`server`]   listeners, limits, drain · [`run`] the one startup path
-//! 8. [`tools`]    CLI tools: explain, compat, lint
+//! docs/architecture.md, "Module map"):
+//! 1. [`decision`] `Decision`, `Reason` (stable codes) · [`keys`] pure JWK / key types ·
+//!    [`json`] strict JSON
+//! 2. [`observe`]  metrics registry, trace spans and sampling, URL redaction (no I/O)
+//! 3. [`core`]     the decision core, pure: compiled config model, ports (traits the outside world
+//!    implements), token, policy, verify, cache, check, explain, snapshot, binding
+//! 4. [`outside`]  the only I/O toward the world: fetch (the one HTTP client), files, jwks,
+//!    introspect
+//! 5. [`config`]   YAML → validated → [`core::model`]; errors name the field
+//! 6. [`ops`]      process state and snapshot building, reload, startup self-test, trace export
+//! 7. [`doors`]    front doors: gRPC Check, HTTP authorization API, admin HTTP, admin gRPC
+//! 8. [`server`]   listeners, limits, drain · [`tools`] CLI tools: explain, check-config, compat, lint
+//! 9. [`run`]      the one startup path (and [`run::RunningServer`] for tests)
 //!
 //! [`testkit`] keys and tokens for tests, benches and the demo (never used by `serve`).
 #![forbid(unsafe_code)]
@@ -20,7 +24,9 @@ pub mod config;
 pub mod core;
 pub mod decision;
 pub mod doors;
+pub mod json;
 pub mod keys;
+pub mod observe;
 pub mod ops;
 pub mod outside;
 pub mod run;

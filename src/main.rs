@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use oidc_authz::tools::compat::Source;
 
 /// mimalloc instead of glibc malloc: a Check allocates a few dozen small objects across two
 /// runtime threads, where glibc's arena locks and consolidation showed up at ~20% of a warm
@@ -58,36 +59,30 @@ enum Command {
     Explain(ExplainArgs),
 }
 
-fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init(),
-        LogFormat::Text => builder.init(),
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config, print } => {
-            match oidc_authz::tools::compat::Source::choose(config) {
-                Ok(source) => check_config(&source, print),
-                Err(msg) => usage_error(&msg),
-            }
-        }
-        Command::Explain(args) => explain_cmd(args),
-        Command::Serve { config } => match oidc_authz::tools::compat::Source::choose(config) {
+        Command::CheckConfig { config, print } => match Source::choose(config) {
+            Ok(source) => ExitCode::from(oidc_authz::tools::check_config::cli(&source, print)),
+            Err(msg) => usage_error(&msg),
+        },
+        Command::Explain(a) => ExitCode::from(oidc_authz::tools::explain::cli(
+            oidc_authz::tools::explain::Cli {
+                config: a.config,
+                server: a.server,
+                token: a.token,
+                token_file: a.token_file,
+                method: a.method,
+                path: a.path,
+                host: a.host,
+                headers: a.headers,
+                json: a.json,
+                key_sets: a.key_sets,
+            },
+        )),
+        Command::Serve { config } => match Source::choose(config) {
             Ok(source) => {
-                init_tracing(cli.log_format);
+                oidc_authz::run::init_logging(matches!(cli.log_format, LogFormat::Json));
                 serve(source)
             }
             Err(msg) => usage_error(&msg),
@@ -100,35 +95,7 @@ fn usage_error(msg: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-fn check_config(source: &oidc_authz::tools::compat::Source, print: bool) -> ExitCode {
-    match oidc_authz::run::check_config(source) {
-        Ok((loaded, summary)) => {
-            for n in &loaded.notes {
-                eprintln!("note: {n}");
-            }
-            if print {
-                // stdout is the YAML alone (`--print > config.yaml`); the summary goes aside.
-                print!("{}", oidc_authz::config::redact_secrets(&loaded.yaml));
-                if !loaded.yaml.ends_with('\n') {
-                    println!();
-                }
-                eprintln!("{summary}");
-            } else {
-                println!("{summary}");
-            }
-            ExitCode::SUCCESS
-        }
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("{e}");
-            }
-            eprintln!("{source}: {} error(s)", errors.len());
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn serve(source: oidc_authz::tools::compat::Source) -> ExitCode {
+fn serve(source: Source) -> ExitCode {
     match oidc_authz::run::serve_blocking(source) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -165,60 +132,4 @@ struct ExplainArgs {
     /// Also list the key sets (kids, age, last fetch result).
     #[arg(long)]
     key_sets: bool,
-}
-
-/// `oidc-authz explain`: exit 0 when allowed, 1 when denied, 2 on usage / config errors.
-fn explain_cmd(a: ExplainArgs) -> ExitCode {
-    let req = match oidc_authz::tools::explain::cli_request(
-        a.token.as_deref(),
-        a.token_file.as_deref(),
-        a.method,
-        a.path,
-        a.host,
-        &a.headers,
-    ) {
-        Ok(r) => r,
-        Err(msg) => return usage_error(&msg),
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return usage_error(&format!("cannot start the runtime: {e}")),
-    };
-    let result = runtime.block_on(async {
-        match &a.server {
-            Some(addr) => oidc_authz::tools::explain::explain_remote(addr, req, a.key_sets).await,
-            None => {
-                let source = oidc_authz::tools::compat::Source::choose(a.config)?;
-                let (resp, ks, warnings) =
-                    oidc_authz::tools::explain::explain_offline(&source, &req, a.key_sets).await?;
-                for w in warnings {
-                    eprintln!("warning: {w}");
-                }
-                Ok((resp, ks))
-            }
-        }
-    });
-    let (resp, ks) = match result {
-        Ok(r) => r,
-        Err(msg) => return usage_error(&msg),
-    };
-    if a.json {
-        println!(
-            "{:#}",
-            oidc_authz::tools::explain::render_json(&resp, ks.as_ref())
-        );
-    } else {
-        print!(
-            "{}",
-            oidc_authz::tools::explain::render_text(&resp, ks.as_ref())
-        );
-    }
-    if resp.decision == "allow" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
 }

@@ -1,5 +1,5 @@
 //! The one startup path, shared by `oidc-authz serve` and every test that starts a server
-//! ([`crate::server::RunningServer`]): crypto self-test, state from an already-loaded config,
+//! ([`crate::run::RunningServer`]): crypto self-test, state from an already-loaded config,
 //! file-descriptor limit, listeners (from the config's addresses unless overridden; port 0
 //! works), hot reload when the config came from a file, signals (SIGHUP → reload, SIGTERM /
 //! Ctrl-C → drain) and the drain itself.
@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 use crate::config::{Config, ConfigErrors, ListenLimits};
-use crate::ops::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 use crate::ops::state::ServerState;
 use crate::server::{Listeners, ServeError};
 
@@ -313,63 +313,93 @@ fn spawn_sighup(reloader: Option<crate::ops::reload::Reloader>) {
     drop(reloader);
 }
 
-/// What `check-config` found: the summary line, or every error.
-pub fn check_config(
-    source: &crate::tools::compat::Source,
-) -> Result<(crate::tools::compat::Loaded, String), Vec<String>> {
-    let loaded = source
-        .load()
-        .map_err(|errs| errs.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
-    let c = &loaded.config;
-    // jwks_file contents are part of the config: read them too.
-    let mut errors = Vec::new();
-    for (i, client) in c.clients.iter().enumerate() {
-        if let crate::config::KeySource::File(p) = &client.keys {
-            let r = crate::outside::files::read_blocking(p)
-                .map_err(|e| e.to_string())
-                .and_then(|b| crate::keys::parse_jwks(&b, "check").map_err(|e| e.to_string()));
-            if let Err(e) = r {
-                errors.push(format!("clients[{i}].jwks_file: {}: {e}", p.display()));
-            }
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    let summary = format!(
-        "{source}: ok ({}, {})",
-        plural(c.clients.len(), "client"),
-        plural(c.rules.len(), "rule")
-    );
-    Ok((loaded, summary))
-}
-
-fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("1 {word}")
+/// Logs on stderr: JSON lines (`json`, the default) or human-readable text; `RUST_LOG` filters
+/// (default `info`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init();
     } else {
-        format!("{n} {word}s")
+        builder.init();
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn check_config_counts_in_words() {
-        assert_eq!(super::plural(1, "client"), "1 client");
-        assert_eq!(super::plural(2, "rule"), "2 rules");
-        assert_eq!(super::plural(0, "rule"), "0 rules");
-        let dir = std::env::temp_dir().join(format!("oidc-authz-run-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("one.yaml");
-        std::fs::write(
-            &path,
-            "clients:\n  - { name: a, issuer: https://sso.example.org/realms/x, audiences: [a] }\nrules:\n  - { name: all, match: { prefix: / } }\n",
-        )
-        .unwrap();
-        let (_, summary) =
-            super::check_config(&crate::tools::compat::Source::File(path.clone())).unwrap();
-        assert!(summary.ends_with("ok (1 client, 1 rule)"), "{summary}");
-        let _ = std::fs::remove_dir_all(dir);
+/// A server running in the background (tests, demo), started through [`crate::run`] exactly as
+/// the binary starts it (listeners, reload, drain), on the addresses given.
+pub struct RunningServer {
+    pub grpc_addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    /// The admin gRPC API, always on 127.0.0.1 (a free port).
+    pub admin_grpc_addr: SocketAddr,
+    /// The HTTP door, when the config sets `listen.http` (port 0 works).
+    pub http_addr: Option<SocketAddr>,
+    pub state: Arc<ServerState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    join: tokio::task::JoinHandle<Result<(), RunError>>,
+}
+
+impl RunningServer {
+    /// Bind both listeners (use port 0 for tests) and serve in the background.
+    pub async fn start(
+        state: Arc<ServerState>,
+        grpc: SocketAddr,
+        admin: SocketAddr,
+    ) -> std::io::Result<Self> {
+        Self::start_with(state, grpc, admin, RunOptions::default()).await
+    }
+
+    /// The same with options: `config_path` (reload), `drain_timeout`, ...
+    pub async fn start_with(
+        state: Arc<ServerState>,
+        grpc: SocketAddr,
+        admin: SocketAddr,
+        mut options: RunOptions,
+    ) -> std::io::Result<Self> {
+        options.grpc = Some(grpc);
+        options.admin = Some(admin);
+        options.admin_grpc = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+        let started = Started::from_state(state, options)
+            .await
+            .map_err(std::io::Error::other)?;
+        let (grpc_addr, admin_addr) = (started.grpc_addr, started.admin_addr);
+        let admin_grpc_addr = started
+            .admin_grpc_addr
+            .ok_or_else(|| std::io::Error::other("admin gRPC port not bound"))?;
+        let http_addr = started.http_addr;
+        let state = started.state.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let join = tokio::spawn(started.serve(async move {
+            let _ = rx.await;
+        }));
+        Ok(RunningServer {
+            grpc_addr,
+            admin_addr,
+            admin_grpc_addr,
+            http_addr,
+            state,
+            stop: Some(tx),
+            join,
+        })
+    }
+
+    /// Trigger the graceful shutdown and wait for it.
+    pub async fn shutdown(mut self) -> Result<(), crate::server::ServeError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.join.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(crate::server::ServeError::Grpc(std::io::Error::other(e))),
+            Err(e) => Err(crate::server::ServeError::Grpc(std::io::Error::other(e))),
+        }
     }
 }

@@ -11,7 +11,6 @@
 //! owned by the accept loop, so stopping a listener also ends every connection it accepted.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -433,76 +432,5 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FirstBytesDeadline<T> {
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
-    }
-}
-
-/// A server running in the background (tests, demo), started through [`crate::run`] exactly as
-/// the binary starts it (listeners, reload, drain), on the addresses given.
-pub struct RunningServer {
-    pub grpc_addr: SocketAddr,
-    pub admin_addr: SocketAddr,
-    /// The admin gRPC API, always on 127.0.0.1 (a free port).
-    pub admin_grpc_addr: SocketAddr,
-    /// The HTTP door, when the config sets `listen.http` (port 0 works).
-    pub http_addr: Option<SocketAddr>,
-    pub state: Arc<ServerState>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    join: tokio::task::JoinHandle<Result<(), crate::run::RunError>>,
-}
-
-impl RunningServer {
-    /// Bind both listeners (use port 0 for tests) and serve in the background.
-    pub async fn start(
-        state: Arc<ServerState>,
-        grpc: SocketAddr,
-        admin: SocketAddr,
-    ) -> std::io::Result<Self> {
-        Self::start_with(state, grpc, admin, crate::run::RunOptions::default()).await
-    }
-
-    /// The same with options: `config_path` (reload), `drain_timeout`, ...
-    pub async fn start_with(
-        state: Arc<ServerState>,
-        grpc: SocketAddr,
-        admin: SocketAddr,
-        mut options: crate::run::RunOptions,
-    ) -> std::io::Result<Self> {
-        options.grpc = Some(grpc);
-        options.admin = Some(admin);
-        options.admin_grpc = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
-        let started = crate::run::Started::from_state(state, options)
-            .await
-            .map_err(std::io::Error::other)?;
-        let (grpc_addr, admin_addr) = (started.grpc_addr, started.admin_addr);
-        let admin_grpc_addr = started
-            .admin_grpc_addr
-            .ok_or_else(|| std::io::Error::other("admin gRPC port not bound"))?;
-        let http_addr = started.http_addr;
-        let state = started.state.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let join = tokio::spawn(started.serve(async move {
-            let _ = rx.await;
-        }));
-        Ok(RunningServer {
-            grpc_addr,
-            admin_addr,
-            admin_grpc_addr,
-            http_addr,
-            state,
-            stop: Some(tx),
-            join,
-        })
-    }
-
-    /// Trigger the graceful shutdown and wait for it.
-    pub async fn shutdown(mut self) -> Result<(), ServeError> {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        match self.join.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(ServeError::Grpc(std::io::Error::other(e))),
-            Err(e) => Err(ServeError::Grpc(std::io::Error::other(e))),
-        }
     }
 }

@@ -223,10 +223,10 @@ pub fn jwks(keys: &[&TestKey]) -> String {
 }
 
 /// A loaded key state holding the given keys' public JWKs (for the pure verification functions).
-pub fn key_state(keys: &[&TestKey]) -> crate::outside::jwks::KeyState {
+pub fn key_state(keys: &[&TestKey]) -> crate::core::ports::KeyState {
     let parsed =
         crate::keys::parse_jwks(jwks(keys).as_bytes(), "testkit").expect("test keys parse");
-    crate::outside::jwks::KeyState {
+    crate::core::ports::KeyState {
         keys: parsed.into(),
         generation: 1,
         ..Default::default()

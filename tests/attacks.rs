@@ -459,8 +459,8 @@ async fn embedded_jwk_jku_x5u_x5c_are_never_trusted_and_never_fetched() {
     let sets: Vec<_> = fx
         .server
         .state
-        .snapshot()
-        .key_sets()
+        .registry
+        .remote_sets()
         .into_iter()
         .filter(|ks| ks.id.contains("/realms/test"))
         .collect();

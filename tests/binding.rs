@@ -17,7 +17,7 @@ use oidc_authz::core::binding::dpop::{ath, jwk_thumbprint};
 use oidc_authz::core::binding::mtls::der_thumbprint;
 use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::observe::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
 use oidc_authz::testkit::{TestKey, claims, jwks, now};
 use serde_json::{Value, json};

@@ -85,16 +85,14 @@ async fn a_reload_a_removed_key_and_expiry_take_effect_despite_the_cache() {
     // the IdP removes the key: after the next fetch the cached token is verified again → unknown_key
     let other = TestKey::generate(Alg::ES256, "other");
     idp.set_keys(&[&other]);
-    server.state.snapshot().clients[0]
-        .key_set
+    server.state.registry.remote_sets()[0]
         .fetch()
         .await
         .unwrap();
     assert_eq!(svc.decide(&req).await.reason(), Some(Reason::UnknownKey));
     // expiry: a cached token stops at its exp (leeway 0)
     idp.set_keys(&[&key]);
-    server.state.snapshot().clients[0]
-        .key_set
+    server.state.registry.remote_sets()[0]
         .fetch()
         .await
         .unwrap();

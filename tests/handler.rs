@@ -17,7 +17,7 @@ use oidc_authz::core::token::Headers;
 use oidc_authz::decision::{Decision, Reason};
 use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::observe::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
 use oidc_authz::testkit::{TestKey, claims, jwks};
 use serde_json::json;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use oidc_authz::decision::Reason;
-use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::observe::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
-use oidc_authz::server::RunningServer;
+use oidc_authz::run::RunningServer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

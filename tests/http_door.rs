@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::observe::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
-use oidc_authz::server::RunningServer;
+use oidc_authz::run::RunningServer;
 use oidc_authz::testkit::{TestKey, claims};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -40,12 +40,7 @@ rules:
 
 async fn setup(
     endpoint_in_config: bool,
-) -> (
-    Idp,
-    TestKey,
-    oidc_authz::server::RunningServer,
-    AuthzService,
-) {
+) -> (Idp, TestKey, oidc_authz::run::RunningServer, AuthzService) {
     let key = TestKey::generate(Alg::ES256, "k");
     let idp = Idp::start(&[&key]).await;
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("web:{SECRET}"));

@@ -13,9 +13,9 @@ use common::*;
 use oidc_authz::decision::Reason;
 use oidc_authz::doors::grpc::AuthzService;
 use oidc_authz::keys::Alg;
-use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::observe::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
-use oidc_authz::server::RunningServer;
+use oidc_authz::run::RunningServer;
 use oidc_authz::testkit::{TestKey, claims, jwks};
 use serde_json::json;
 
@@ -392,7 +392,7 @@ async fn a_slow_idp_never_blocks_checks_whose_keys_are_cached() {
     let server = start_server(&yaml).await;
     wait_loaded(&server, "/realms/test").await;
     idp.set_mode(MODE_SLOW);
-    let ks = server.state.snapshot().clients[0].key_set.clone();
+    let ks = server.state.registry.remote_sets()[0].clone();
     let hits_before = idp.jwks_hits();
     let fetching = tokio::spawn(async move { ks.fetch().await }); // holds the fetch lock for 5 s
     wait_until(
@@ -490,7 +490,7 @@ async fn a_404_reruns_discovery_and_redirects_never_leave_the_host() {
     );
     let server = start_server(&yaml).await;
     wait_loaded(&server, "/realms/test").await;
-    let ks = server.state.snapshot().clients[0].key_set.clone();
+    let ks = server.state.registry.remote_sets()[0].clone();
     assert_eq!(idp.discovery_hits(), 1);
     assert!(ks.fetch().await.is_ok());
     assert_eq!(idp.discovery_hits(), 1, "the discovered jwks_uri is reused");

@@ -22,7 +22,7 @@ use axum::routing::get;
 use common::*;
 use oidc_authz::config::{self, JwksSettings, KeySource};
 use oidc_authz::doors::grpc::AuthzService;
-use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::observe::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
 use oidc_authz::outside::jwks::{Alg, KeyRegistry};
 use oidc_authz::testkit::{TestKey, jwks};
@@ -284,7 +284,7 @@ async fn credentials_in_a_key_url_are_redacted_everywhere() {
     let snap = state.snapshot();
     let admin = oidc_authz::doors::admin_grpc::key_sets(&snap);
     for (what, shown) in [
-        ("key set id", ks.id.clone()),
+        ("key set id", ks.id().to_owned()),
         ("last_error", ks.state().last_error.clone().unwrap()),
         ("metrics", state.metrics.render()),
         ("admin KeySets", format!("{admin:?}")),
@@ -293,11 +293,11 @@ async fn credentials_in_a_key_url_are_redacted_everywhere() {
         assert!(!shown.contains(PW), "{what} shows the password: {shown}");
     }
     assert!(
-        ks.id.contains("127.0.0.1:1/certs"),
+        ks.id().contains("127.0.0.1:1/certs"),
         "still names the URL: {}",
-        ks.id
+        ks.id()
     );
-    assert!(state.metrics.render().contains(&ks.id));
+    assert!(state.metrics.render().contains(ks.id()));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 
-use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::observe::metrics::Metrics;
+use oidc_authz::observe::spans::Sample;
 use oidc_authz::ops::state::ServerState;
-use oidc_authz::ops::telemetry::Sample;
-use oidc_authz::server::RunningServer;
+use oidc_authz::run::RunningServer;
 
 /// A key set URL whose server accepts connections and never answers: no fetch finishes (no
 /// event) while the test scrapes.

@@ -30,10 +30,10 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use oidc_authz::config::{ClientConfig, DEFAULT_MAX_BYTES};
+use oidc_authz::core::ports::KeyState;
 use oidc_authz::core::token::{self, Headers, Jwt, TokenSource};
 use oidc_authz::core::verify::{self, Failure};
 use oidc_authz::keys::{self, Alg};
-use oidc_authz::outside::jwks::KeyState;
 use serde_json::{Value, json};
 
 // ------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use oidc_authz::core::check::CheckInput;
 use oidc_authz::core::token::Headers;
-use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::observe::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
 use oidc_authz::testkit::TestKey;
 use serde_json::{Value, json};

@@ -3,7 +3,10 @@
 //! `load`/`parse` turn YAML text into a validated [`Config`] whose rules are already compiled
 //! (matchers, regexes, header names). Every problem is reported, each as a [`ConfigError`] naming
 //! the offending field (`clients[1].audiences`), so `check-config` can list them all at once.
-//! This module never does network I/O; `jwks_file` contents are read later, by the snapshot.
+//! The result is the plain-data [`crate::core::model`] (re-exported here). Sections with their
+//! own file: `binding` (clients[].binding), `telemetry`, and [`units`] (sizes, durations).
+//! This module never does network I/O; `jwks_file` contents are read later, by the snapshot
+//! (`ops::state`). Layer 5: may import `core`, `outside` (URL validation, file reads), `observe`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -18,6 +21,17 @@ use serde::Deserialize;
 use crate::core::policy::{AuthMode, Condition, HostMatcher, PathMatcher, Rule};
 use crate::core::token::TokenSource;
 use crate::keys::Alg;
+
+mod binding;
+mod telemetry;
+pub mod units;
+
+pub use units::{parse_duration, parse_size};
+
+pub use crate::core::model::{
+    ClientConfig, Config, DEFAULT_MAX_BYTES, DefaultAction, IntrospectionConfig, JwksSettings,
+    KeySource, Listen, ListenLimits, Secret, TelemetryConfig, TokenConfig,
+};
 use crate::outside::fetch::validate_url;
 
 /// One problem in a config file.
@@ -59,177 +73,6 @@ impl ConfigErrors {
     }
 }
 
-/// A validated, compiled configuration.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub listen: Listen,
-    pub token: TokenConfig,
-    pub jwks: JwksSettings,
-    pub clients: Vec<ClientConfig>,
-    /// In order (first match wins), indexed by first path segment.
-    pub rules: crate::core::policy::Rules,
-    pub default: DefaultAction,
-    /// Verified-token cache limits.
-    pub cache: crate::core::cache::CacheLimits,
-    /// Traces (DESIGN §12); `None`: off. Read at start only (not reloaded).
-    pub telemetry: Option<crate::ops::telemetry::TelemetryConfig>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Listen {
-    pub grpc: SocketAddr,
-    pub admin: SocketAddr,
-    /// The admin gRPC API (Explain, KeySets); loopback only.
-    pub admin_grpc: SocketAddr,
-    /// The HTTP authorization API (`/forward-auth`, `/ext-authz/…`, DESIGN §9); absent = off.
-    pub http: Option<SocketAddr>,
-    /// Transport limits of the gRPC Check port (docs/configuration.md, docs/security-transport.md).
-    pub limits: ListenLimits,
-}
-
-/// Hostile-input limits on the listeners. Worst-case buffered request memory on the Check port is
-/// about `max_connections × max_concurrent_streams × 2 × max_request_bytes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenLimits {
-    /// Open connections on the gRPC port; more wait in the kernel backlog until one closes.
-    pub max_connections: usize,
-    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS on the gRPC port.
-    pub max_concurrent_streams: u32,
-    /// The largest CheckRequest answered with a decision; up to twice this is denied with
-    /// `request_too_large`, beyond that the transport refuses (gRPC OUT_OF_RANGE).
-    pub max_request_bytes: usize,
-    /// How long a new connection may take to send the HTTP/2 preface (gRPC) or a request head
-    /// (admin) before it is closed.
-    pub header_read_timeout: Duration,
-}
-
-impl Default for ListenLimits {
-    fn default() -> Self {
-        ListenLimits {
-            max_connections: 1024,
-            max_concurrent_streams: 100,
-            max_request_bytes: 64 * 1024,
-            header_read_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenConfig {
-    pub sources: Vec<TokenSource>,
-    pub max_bytes: usize,
-}
-
-/// Defaults for every key set (DESIGN §5).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JwksSettings {
-    pub refresh_interval: Duration,
-    pub min_refresh_interval: Duration,
-    pub max_stale: Duration,
-    pub timeout: Duration,
-    pub ca_file: Option<PathBuf>,
-}
-
-impl Default for JwksSettings {
-    fn default() -> Self {
-        JwksSettings {
-            refresh_interval: Duration::from_secs(300),
-            min_refresh_interval: Duration::from_secs(15),
-            max_stale: Duration::from_secs(12 * 3600),
-            timeout: Duration::from_secs(5),
-            ca_file: None,
-        }
-    }
-}
-
-/// Where a client's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum KeySource {
-    /// `{issuer}/.well-known/openid-configuration` → `jwks_uri`.
-    Discovery {
-        issuer: String,
-    },
-    Uri(String),
-    /// Static keys, read when the config is loaded.
-    File(PathBuf),
-}
-
-impl KeySource {
-    /// The key set's name in metrics, logs and the admin API (bounded by config). URLs are
-    /// redacted: a `user:${PASSWORD}@` or a query secret never becomes a label.
-    pub fn id(&self) -> String {
-        match self {
-            KeySource::Discovery { issuer } => crate::outside::fetch::redact(issuer),
-            KeySource::Uri(u) => crate::outside::fetch::redact(u),
-            KeySource::File(p) => format!("file:{}", p.display()),
-        }
-    }
-}
-
-/// A secret from the config: usable, never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// A client's `introspection` settings (RFC 7662).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IntrospectionConfig {
-    /// None: from the issuer's discovery document.
-    pub endpoint: Option<String>,
-    pub client_id: String,
-    pub client_secret: Secret,
-    /// Accept opaque (non-JWT) tokens for this client.
-    pub opaque: bool,
-    /// Also ask about verified JWTs (revocation).
-    pub check_jwts: bool,
-    pub cache_ttl: Duration,
-    pub timeout: Duration,
-}
-
-/// One OIDC client (one audience family) of one issuer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientConfig {
-    pub name: String,
-    pub issuer: String,
-    pub keys: KeySource,
-    pub audiences: Vec<String>,
-    pub authorized_parties: Option<Vec<String>>,
-    pub algorithms: Vec<Alg>,
-    pub leeway: Duration,
-    pub require_typ: Option<String>,
-    /// Claim paths whose values are roles.
-    pub roles: Vec<String>,
-    /// (upstream header name, claim path), header names lower case.
-    pub headers: Vec<(String, String)>,
-    /// RFC 7662 introspection, if configured.
-    pub introspection: Option<IntrospectionConfig>,
-    /// Sender-constrained tokens (DESIGN §10); the defaults when `binding` is absent.
-    pub binding: crate::core::binding::BindingConfig,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DefaultAction {
-    /// No rule matched: 403 `no_matching_rule`.
-    Deny,
-    /// No rule matched: any valid token of any client passes.
-    Authenticated,
-}
-
-pub const DEFAULT_MAX_BYTES: usize = 16 * 1024;
 const MAX_MAX_BYTES: usize = 1024 * 1024;
 const MAX_LEEWAY: Duration = Duration::from_secs(600);
 
@@ -252,7 +95,7 @@ struct RawConfig {
     #[serde(default)]
     cache: RawCache,
     #[serde(default)]
-    telemetry: Option<crate::ops::telemetry::RawTelemetry>,
+    telemetry: Option<telemetry::RawTelemetry>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,7 +165,7 @@ struct RawClient {
     roles: Option<Vec<String>>,
     headers: Option<BTreeMap<String, String>>,
     introspection: Option<RawIntrospection>,
-    binding: Option<crate::core::binding::settings::RawBinding>,
+    binding: Option<binding::RawBinding>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -483,7 +326,7 @@ impl Validator<'_> {
                 .otlp_endpoint
                 .take()
                 .map(|e| self.expand("telemetry.otlp_endpoint", &e));
-            crate::ops::telemetry::validate(t, endpoint, &mut |f, m| self.err(f, m))
+            telemetry::validate(t, endpoint, &mut |f, m| self.err(f, m))
         });
         Config {
             listen,
@@ -926,16 +769,12 @@ impl Validator<'_> {
                     timeout,
                 }
             });
-            let (binding, binding_errors) = crate::core::binding::settings::compile(
-                c.binding,
-                &f("binding"),
-                leeway,
-                |field, s| {
+            let (binding, binding_errors) =
+                binding::compile(c.binding, &f("binding"), leeway, |field, s| {
                     self.expansion_failed = false;
                     let v = self.expand(field, s);
                     (!std::mem::take(&mut self.expansion_failed)).then_some(v)
-                },
-            );
+                });
             for (field, message) in binding_errors {
                 self.err(field, message);
             }
@@ -1243,56 +1082,6 @@ pub fn expand_env(s: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
     }
     out.push_str(rest);
     Ok(out)
-}
-
-/// `123`, `512KiB`, `64MiB`, `1GiB` (also KB/MB/GB as powers of 1000).
-pub fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let n: usize = s[..digits].parse().ok()?;
-    let mult: usize = match s[digits..].trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(mult)
-}
-
-/// `250ms`, `30s`, `5m`, `12h`, `1d`, or combinations such as `1h30m`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration (use e.g. 250ms, 30s, 5m, 12h, 1h30m)");
-    let s_trim = s.trim();
-    if s_trim.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s_trim;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return Err(bad());
-        }
-        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let d = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
-            "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
-            "d" => Duration::from_secs(n.checked_mul(86400).ok_or_else(bad)?),
-            _ => return Err(bad()),
-        };
-        total = total.checked_add(d).ok_or_else(bad)?;
-    }
-    Ok(total)
 }
 
 /// RFC 9110 token characters, lower case only (Envoy sends lower-case names).

@@ -7,12 +7,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::core::binding::ReplayMemory;
-use crate::core::binding::enforce::{self, BindingRequest, DpopChallenge};
+use crate::core::binding::enforce::{self, BindingRequest};
 use crate::core::cache::{Entry, TokenCache};
-use crate::ops::metrics::Metrics;
-use crate::outside::introspect::Answer;
+use crate::core::ports::{Answer, Introspect};
+use crate::observe::metrics::Metrics;
 
-use crate::config::DefaultAction;
+use crate::core::model::DefaultAction;
 use crate::core::policy::{self, AuthMode};
 use crate::core::snapshot::{CLIENT_HEADER, Snapshot};
 use crate::core::token::{self, Headers};
@@ -36,6 +36,45 @@ pub struct CheckInput<'a> {
     pub peer_certificate: &'a str,
 }
 
+/// What each step of one decision saw, for `explain`. `serve` passes [`Trace::off`]: every step
+/// is then one branch and nothing is formatted. `explain` passes [`Trace::collect`] and so
+/// describes the very path `serve` runs, not a second walk beside it.
+#[derive(Debug, Default)]
+pub struct Trace {
+    steps: Option<Vec<(&'static str, String)>>,
+    roles: Vec<String>,
+}
+
+impl Trace {
+    pub fn off() -> Self {
+        Trace::default()
+    }
+
+    pub fn collect() -> Self {
+        Trace {
+            steps: Some(Vec::new()),
+            roles: Vec::new(),
+        }
+    }
+
+    #[inline]
+    fn step(&mut self, name: &'static str, what: impl FnOnce() -> String) {
+        if let Some(steps) = &mut self.steps {
+            steps.push((name, what()));
+        }
+    }
+
+    /// The steps in order, `(step, what it saw)`.
+    pub fn steps(&self) -> &[(&'static str, String)] {
+        self.steps.as_deref().unwrap_or_default()
+    }
+
+    /// Roles found in a verified token under the routed client's role claim paths.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+}
+
 /// Name used for metrics and logs when no rule matched and `default: authenticated` applies.
 pub const DEFAULT_RULE: &str = "default";
 
@@ -54,6 +93,18 @@ fn deny(deny: Deny, rule: Option<&str>, client: Option<&str>, token_presented: b
 /// Decide one request without the token cache. `now` is Unix seconds.
 pub async fn decide(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Decision {
     decide_with(snap, None, None, input, now).await
+}
+
+/// [`decide`], recording what each step saw in `trace` (`explain`).
+pub async fn decide_traced(
+    snap: &Snapshot,
+    input: &CheckInput<'_>,
+    now: i64,
+    trace: &mut Trace,
+) -> Decision {
+    let mut decision = decide_inner(snap, None, None, &FALLBACK_REPLAY, input, now, trace).await;
+    advertise_dpop(snap, &mut decision);
+    decision
 }
 
 /// Decide one request, using (and filling) the verified-token cache when given. DPoP proof
@@ -83,12 +134,20 @@ pub async fn decide_bound(
     now: i64,
 ) -> Decision {
     let replay = replay.unwrap_or(&FALLBACK_REPLAY);
-    let mut decision = decide_inner(snap, cache, metrics, replay, input, now).await;
+    let mut trace = Trace::off();
+    let mut decision = decide_inner(snap, cache, metrics, replay, input, now, &mut trace).await;
+    advertise_dpop(snap, &mut decision);
+    decision
+}
+
+/// Every 401 of a routed client with `binding.dpop` configured carries the `DPoP algs="…"`
+/// challenge alongside `Bearer`.
+fn advertise_dpop(snap: &Snapshot, decision: &mut Decision) {
     if let Decision::Deny {
         deny,
         client: Some(name),
         ..
-    } = &mut decision
+    } = decision
         && deny.dpop.is_none()
         && deny.reason.kind() == DenyKind::Unauthenticated
         && let Some(c) = snap
@@ -96,9 +155,8 @@ pub async fn decide_bound(
             .iter()
             .find(|c| c.cfg.name == *name && c.cfg.binding.dpop_configured)
     {
-        deny.dpop = Some(Box::new(DpopChallenge::advertise(&c.cfg.binding)));
+        deny.dpop = Some(Box::new(enforce::advertise(&c.cfg.binding)));
     }
-    decision
 }
 
 async fn decide_inner(
@@ -108,19 +166,43 @@ async fn decide_inner(
     replay: &ReplayMemory,
     input: &CheckInput<'_>,
     now: i64,
+    trace: &mut Trace,
 ) -> Decision {
+    trace.step("request", || {
+        format!(
+            "{} {} host {}",
+            input.method,
+            input.path.chars().take(300).collect::<String>(),
+            input.host
+        )
+    });
     let path = match policy::normalize_path(input.path) {
         Ok(p) => p,
-        Err(d) => return deny(d, None, None, false),
+        Err(d) => {
+            trace.step("path", || format!("invalid: {}", d.detail));
+            return deny(d, None, None, false);
+        }
     };
+    trace.step("path", || format!("normalised to {path}"));
     let host = policy::host_without_port(input.host);
     // Methods are matched upper-case: a framework that treats `post` as POST must not let
     // `post` skip a `methods: [POST]` rule.
     let method = upper(input.method);
     let (rule_name, auth, rule) = match snap.config.rules.find(&method, &host, &path) {
-        Some(r) => (r.name.as_str(), r.auth, Some(r)),
+        Some(r) => {
+            trace.step("rule", || {
+                format!(
+                    "{} (auth {:?}, {} condition(s))",
+                    r.name,
+                    r.auth,
+                    r.conditions.len()
+                )
+            });
+            (r.name.as_str(), r.auth, Some(r))
+        }
         None => match snap.config.default {
             DefaultAction::Deny => {
+                trace.step("rule", || "no rule matched; default is deny".into());
                 return deny(
                     Deny::new(
                         Reason::NoMatchingRule,
@@ -131,10 +213,16 @@ async fn decide_inner(
                     false,
                 );
             }
-            DefaultAction::Authenticated => (DEFAULT_RULE, AuthMode::Required, None),
+            DefaultAction::Authenticated => {
+                trace.step("rule", || {
+                    format!("no rule matched; `{DEFAULT_RULE}`: any valid token")
+                });
+                (DEFAULT_RULE, AuthMode::Required, None)
+            }
         },
     };
     if auth == AuthMode::None {
+        trace.step("token", || "not looked at: the rule's auth is none".into());
         return anonymous(snap, rule_name);
     }
     let (raw, auth_scheme) = match token::extract_with_scheme(
@@ -143,8 +231,12 @@ async fn decide_inner(
         snap.config.token.max_bytes,
     ) {
         Ok(Some(t)) => t,
-        Ok(None) if auth == AuthMode::Optional => return anonymous(snap, rule_name),
+        Ok(None) if auth == AuthMode::Optional => {
+            trace.step("token", || "none; the rule's auth is optional".into());
+            return anonymous(snap, rule_name);
+        }
         Ok(None) => {
+            trace.step("token", || "none in any configured source".into());
             return deny(
                 Deny::new(
                     Reason::AuthorizationHeaderMissing,
@@ -155,7 +247,10 @@ async fn decide_inner(
                 false,
             );
         }
-        Err(d) => return deny(d, Some(rule_name), None, true),
+        Err(d) => {
+            trace.step("token", || format!("unusable: {}", d.detail));
+            return deny(d, Some(rule_name), None, true);
+        }
     };
     let cached = cache.and_then(|c| {
         c.get(
@@ -174,7 +269,8 @@ async fn decide_inner(
             if let Some(m) = metrics {
                 m.token_cache_hit.inc();
             }
-            crate::ops::telemetry::note_cache_hit();
+            crate::observe::spans::note_cache_hit();
+            trace.step("token", || "found in the verified-token cache".into());
             // A cached token still needs usable keys: past max_stale we fail closed as for any token.
             let client = &snap.clients[hit.client];
             if !client.key_set.available(&client.key_set.state()) {
@@ -194,7 +290,7 @@ async fn decide_inner(
             if let (Some(_), Some(m)) = (cache, metrics) {
                 m.token_cache_miss.inc();
             }
-            match verify_fresh(snap, metrics, raw, rule_name, now).await {
+            match verify_fresh(snap, raw, rule_name, now, trace).await {
                 Ok(e) => {
                     let e = Arc::new(e);
                     if let Some(c) = cache {
@@ -208,6 +304,19 @@ async fn decide_inner(
     };
     let client = &snap.clients[entry.client];
     let name = client.cfg.name.as_str();
+    if trace.steps.is_some() {
+        trace.roles = entry.roles.iter().map(|r| r.to_string()).collect();
+        let roles = &trace.roles;
+        let shown = if roles.is_empty() {
+            "none found".to_owned()
+        } else {
+            roles.join(", ")
+        };
+        trace.step("roles", || shown);
+        trace.step("binding", || {
+            binding_step(&entry.claims, &client.cfg.binding)
+        });
+    }
     // DESIGN §10, per request (a cached token included): the token's cnf against the proof
     // and the certificate this request carries.
     let mut dpop_headers = input.headers.get_all("dpop");
@@ -265,25 +374,74 @@ async fn decide_inner(
 /// needs (claims, rendered headers) in a cache entry.
 async fn verify_fresh(
     snap: &Snapshot,
-    metrics: Option<&Metrics>,
     raw: &str,
     rule_name: &str,
     now: i64,
+    trace: &mut Trace,
 ) -> Result<Entry, Decision> {
     let jwt = match token::parse(raw) {
         Ok(j) => j,
         // Not a JWS: an opaque token, if one client takes those through introspection.
         Err(d) => {
             return match snap.opaque_client {
-                Some(i) => verify_opaque(snap, i, raw, rule_name, now).await,
-                None => Err(deny(d, Some(rule_name), None, true)),
+                Some(i) => {
+                    trace.step("token", || {
+                        format!(
+                            "{} bytes, not a JWT: asked the introspection endpoint of client {}",
+                            raw.len(),
+                            snap.clients[i].cfg.name
+                        )
+                    });
+                    verify_opaque(snap, i, raw, rule_name, now).await
+                }
+                None => {
+                    trace.step("token", || {
+                        format!("{} bytes, malformed: {}", raw.len(), d.detail)
+                    });
+                    Err(deny(d, Some(rule_name), None, true))
+                }
             };
         }
     };
-    let idx = verify::route(snap, &jwt.claims).map_err(|d| deny(d, Some(rule_name), None, true))?;
+    trace.step("token", || {
+        let c = &jwt.claims;
+        format!(
+            "{} bytes; alg {} kid {} typ {}; iss {} aud {} sub {} exp {} (now {now})",
+            raw.len(),
+            jwt.header.alg,
+            jwt.header.kid.as_deref().unwrap_or("-"),
+            jwt.header.typ.as_deref().unwrap_or("-"),
+            short(c.get("iss")),
+            short(c.get("aud")),
+            short(c.get("sub")),
+            short(c.get("exp")),
+        )
+    });
+    let idx = match verify::route(snap, &jwt.claims) {
+        Ok(i) => i,
+        Err(d) => {
+            trace.step("route", || format!("{}: {}", d.reason.code(), d.detail));
+            return Err(deny(d, Some(rule_name), None, true));
+        }
+    };
     let client = &snap.clients[idx];
     let name = client.cfg.name.as_str();
     let ks = &client.key_set;
+    trace.step("route", || {
+        let st = ks.state();
+        format!(
+            "client {} (key set {}: {} key(s), generation {}, {})",
+            name,
+            ks.id(),
+            st.keys.len(),
+            st.generation,
+            if ks.available(&st) {
+                "available"
+            } else {
+                "NOT available"
+            }
+        )
+    });
     let mut refetched = false;
     let key_set_generation = loop {
         let state = ks.state();
@@ -292,9 +450,7 @@ async fn verify_fresh(
             Ok(()) => break state.generation,
             Err(Failure::Deny(d)) => return Err(deny(d, Some(rule_name), Some(name), true)),
             Err(Failure::KidRequired) => {
-                if let Some(m) = metrics {
-                    m.kidless_refused(&ks.id);
-                }
+                ks.note_kidless_refused();
                 return Err(deny(
                     Deny::new(Reason::UnknownKey, verify::KID_REQUIRED),
                     Some(rule_name),
@@ -347,7 +503,7 @@ async fn verify_fresh(
     if let Some(intro) = &client.introspector
         && intro.config().check_jwts
     {
-        ask(intro, raw, Some(exp), now, rule_name, name).await?;
+        ask(intro.as_ref(), raw, Some(exp), now, rule_name, name).await?;
         let ttl = i64::try_from(intro.config().cache_ttl.as_secs()).unwrap_or(0);
         expires_at = expires_at.min(now.saturating_add(ttl));
     }
@@ -367,7 +523,7 @@ async fn verify_fresh(
 
 /// Ask the introspection endpoint; a deny for inactive or unanswerable tokens.
 async fn ask(
-    intro: &crate::outside::introspect::Introspector,
+    intro: &dyn Introspect,
     raw: &str,
     exp: Option<i64>,
     now: i64,
@@ -421,7 +577,7 @@ async fn verify_opaque(
             true,
         ));
     };
-    let answer = ask(intro, raw, None, now, rule_name, name).await?;
+    let answer = ask(intro.as_ref(), raw, None, now, rule_name, name).await?;
     let Answer::Active(claims) = &*answer else {
         return Err(deny(
             Deny::new(Reason::TokenInactive, "inactive"),
@@ -531,5 +687,36 @@ pub fn lower_name(name: &str) -> Cow<'_, str> {
         Cow::Owned(name.to_ascii_lowercase())
     } else {
         Cow::Borrowed(name)
+    }
+}
+
+/// A claim, shortened for a trace line.
+fn short(v: Option<&serde_json::Value>) -> String {
+    match v {
+        None => "-".into(),
+        Some(serde_json::Value::String(s)) => s.chars().take(200).collect(),
+        Some(other) => other.to_string().chars().take(200).collect(),
+    }
+}
+
+/// What DESIGN §10 asks of this token (the checks themselves run in the decision).
+fn binding_step(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    cfg: &crate::core::binding::BindingConfig,
+) -> String {
+    match crate::core::binding::confirmation(claims) {
+        Err(e) => format!("{}: {}", e.reason_code(), e.detail()),
+        Ok(None) if cfg.require => "no cnf; binding.require is true (binding_required)".into(),
+        Ok(None) => "no cnf: a bearer token".into(),
+        Ok(Some(c)) => {
+            let mut needs = Vec::new();
+            if c.jkt.is_some() {
+                needs.push("cnf.jkt: the DPoP scheme and a valid DPoP proof");
+            }
+            if c.x5t_s256.is_some() {
+                needs.push("cnf[\"x5t#S256\"]: the bound client certificate");
+            }
+            format!("needs {} on every request", needs.join(" and "))
+        }
     }
 }

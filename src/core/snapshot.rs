@@ -1,13 +1,13 @@
 //! One config generation, ready to serve: the validated [`Config`] plus, per client, its shared
-//! [`KeySet`], an issuer index for routing, and the list of spoofable header names.
+//! key set ([`KeyProvider`]), an issuer index for routing, and the list of spoofable header names.
 //!
 //! Built once per (re)load and swapped atomically by the server; the Check path only reads it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{ClientConfig, Config, ConfigError, ConfigErrors, KeySource};
-use crate::outside::jwks::{KeyRegistry, KeySet};
+use crate::core::model::{ClientConfig, Config};
+use crate::core::ports::{Introspect, KeyProvider};
 
 /// The header naming the routed client, always set (or removed) by us.
 pub const CLIENT_HEADER: &str = "x-authz-client";
@@ -15,9 +15,9 @@ pub const CLIENT_HEADER: &str = "x-authz-client";
 #[derive(Debug)]
 pub struct Client {
     pub cfg: ClientConfig,
-    pub key_set: Arc<KeySet>,
+    pub key_set: Arc<dyn KeyProvider>,
     /// RFC 7662 introspection, when the client configures it.
-    pub introspector: Option<Arc<crate::outside::introspect::Introspector>>,
+    pub introspector: Option<Arc<dyn Introspect>>,
 }
 
 #[derive(Debug)]
@@ -33,44 +33,9 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Attach key sets (shared per source through `registry`) to a validated config.
-    /// `jwks_file` key sets are read here; a bad file is a config error naming the client.
-    pub fn build(
-        config: Config,
-        registry: &KeyRegistry,
-        generation: u64,
-    ) -> Result<Snapshot, ConfigErrors> {
-        let mut errors = Vec::new();
-        let mut clients = Vec::with_capacity(config.clients.len());
-        for (i, c) in config.clients.iter().enumerate() {
-            match registry.key_set(&c.keys, &config.jwks) {
-                Ok(ks) => clients.push(Client {
-                    cfg: c.clone(),
-                    key_set: ks,
-                    introspector: c.introspection.clone().map(|ic| {
-                        Arc::new(crate::outside::introspect::Introspector::new(
-                            ic,
-                            &c.issuer,
-                            registry.fetcher(),
-                        ))
-                    }),
-                }),
-                Err(e) => errors.push(ConfigError {
-                    field: format!(
-                        "clients[{i}].{}",
-                        if matches!(c.keys, KeySource::File(_)) {
-                            "jwks_file"
-                        } else {
-                            "keys"
-                        }
-                    ),
-                    message: e.to_string(),
-                }),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
+    /// One generation from a validated config and its clients (key sets and introspectors
+    /// attached by `ops::state`, in config order).
+    pub fn new(config: Config, clients: Vec<Client>, generation: u64) -> Snapshot {
         let mut by_issuer: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, c) in clients.iter().enumerate() {
             by_issuer.entry(c.cfg.issuer.clone()).or_default().push(i);
@@ -85,14 +50,14 @@ impl Snapshot {
         let opaque_client = clients
             .iter()
             .position(|c| c.introspector.as_ref().is_some_and(|i| i.config().opaque));
-        Ok(Snapshot {
+        Snapshot {
             generation,
             config,
             clients,
             by_issuer,
             spoofable,
             opaque_client,
-        })
+        }
     }
 
     /// Clients whose issuer equals `iss` exactly.
@@ -101,8 +66,8 @@ impl Snapshot {
     }
 
     /// Each distinct key set once.
-    pub fn key_sets(&self) -> Vec<Arc<KeySet>> {
-        let mut out: Vec<Arc<KeySet>> = Vec::new();
+    pub fn key_sets(&self) -> Vec<Arc<dyn KeyProvider>> {
+        let mut out: Vec<Arc<dyn KeyProvider>> = Vec::new();
         for c in &self.clients {
             if !out.iter().any(|k| Arc::ptr_eq(k, &c.key_set)) {
                 out.push(c.key_set.clone());
@@ -116,7 +81,7 @@ impl Snapshot {
         self.key_sets()
             .iter()
             .filter(|k| !k.state().loaded())
-            .map(|k| k.id.clone())
+            .map(|k| k.id().to_owned())
             .collect()
     }
 }

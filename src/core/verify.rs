@@ -5,12 +5,12 @@
 
 use serde_json::{Map, Value};
 
-use crate::config::ClientConfig;
+use crate::core::model::ClientConfig;
+use crate::core::ports::KeyState;
 use crate::core::snapshot::Snapshot;
 use crate::core::token::Jwt;
 use crate::decision::{Deny, Reason};
 use crate::keys::{Alg, Key};
-use crate::outside::jwks::KeyState;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Failure {
@@ -307,7 +307,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::outside::jwks::KeySource;
+    use crate::core::model::KeySource;
     use crate::testkit::{TestKey, key_state};
 
     const ISS: &str = "https://idp.example.org/realms/test";

@@ -41,7 +41,7 @@ async fn metrics(State(state): State<Arc<ServerState>>) -> impl IntoResponse {
             .state()
             .last_success
             .map_or(f64::INFINITY, |t| t.elapsed().as_secs_f64());
-        state.metrics.set_jwks_age(&ks.id, age);
+        state.metrics.set_jwks_age(ks.id(), age);
     }
     (
         [(

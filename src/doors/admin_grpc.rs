@@ -71,7 +71,7 @@ pub async fn explain_request(
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let ex = crate::tools::explain::explain(snap, &input, now).await;
+    let ex = crate::core::explain::explain(snap, &input, now).await;
     let steps = ex
         .steps
         .iter()
@@ -116,7 +116,7 @@ pub fn key_sets(snap: &crate::core::snapshot::Snapshot) -> KeySetsResponse {
         .map(|ks| {
             let st = ks.state();
             KeySet {
-                id: ks.id.clone(),
+                id: ks.id().to_owned(),
                 kids: st
                     .keys
                     .iter()

@@ -21,7 +21,7 @@ use envoy_types::pb::google::rpc;
 use crate::core::check::{self, CheckInput, lower_name};
 use crate::core::token::Headers;
 use crate::decision::{Allow, Answer, Decision, DenyAnswer, DenyKind, Reason};
-use crate::ops::metrics::Api;
+use crate::observe::metrics::Api;
 use crate::ops::state::ServerState;
 
 use super::{clean_request_id, finish, run_sampled};
@@ -185,7 +185,7 @@ impl Authorization for AuthzService {
         let (metadata, _, req) = request.into_parts();
         // Sampling first, from the traceparent flag or a ratio draw: an unsampled Check does no
         // span work at all (telemetry.rs).
-        let traced = crate::ops::telemetry::sample_check(
+        let traced = crate::observe::spans::sample_check(
             metadata.get("traceparent").and_then(|v| v.to_str().ok()),
             metadata.get("tracestate").and_then(|v| v.to_str().ok()),
             || http_traceparent(&req),

@@ -38,7 +38,7 @@ use crate::config::ListenLimits;
 use crate::core::check::{self, CheckInput};
 use crate::core::token::Headers;
 use crate::decision::{Answer, Decision, Deny, Reason};
-use crate::ops::metrics::Api;
+use crate::observe::metrics::Api;
 use crate::ops::state::ServerState;
 
 use super::grpc::InFlight;
@@ -88,7 +88,7 @@ async fn handle(State(door): State<Door>, req: Request) -> Response {
     // Sampling first (traceparent flag or ratio draw): an unsampled Check does no span work.
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let sampled =
-        crate::ops::telemetry::sample_check(header("traceparent"), header("tracestate"), || None);
+        crate::observe::spans::sample_check(header("traceparent"), header("tracestate"), || None);
     let decision = run_sampled(sampled, door.decide(api, target, &parts), api).await;
     let request_id = parts
         .headers

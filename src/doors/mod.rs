@@ -1,4 +1,4 @@
-//! Front doors (layer 6): the protocols clients speak to us, converted to and from the core's
+//! Front doors (layer 7): the protocols clients speak to us, converted to and from the core's
 //! types at the edge.
 //!
 //! Owns: the Envoy ext_authz gRPC `Check` service ([`grpc`]), the HTTP authorization API
@@ -16,9 +16,9 @@ pub mod http;
 use std::time::Duration;
 
 use crate::decision::Decision;
-use crate::ops::metrics::Api;
+use crate::observe::metrics::Api;
+use crate::observe::spans::SampledCheck;
 use crate::ops::state::ServerState;
-use crate::ops::telemetry::SampledCheck;
 
 /// Every door: run the decision, inside the Check's span when it is sampled (the span gets
 /// `api` and the outcome; an unsampled Check does no span work at all, telemetry.rs).

@@ -1,12 +1,11 @@
-//! Operations (layer 5): the running process around the core.
+//! Operations (layer 6): the running process around the core.
 //!
-//! Owns: the metrics registry ([`metrics`]), the shared process state and the current snapshot
-//! ([`state`]), config hot reload ([`reload`]), the startup crypto self-test ([`selftest`]) and trace
-//! export ([`telemetry`]: OTLP, a span only for sampled Checks).
+//! Owns: the shared process state, the current snapshot and how one is built from a config
+//! ([`state`]), config hot reload ([`reload`]), the startup crypto self-test ([`selftest`]) and
+//! trace export ([`telemetry`]: the OTLP exporter behind `observe::spans`).
 //!
 //! Must not: decide a request (that is `core`), speak a wire protocol to clients (that is
 //! `doors`) or import from `doors`, `tools`, `server` or `run`.
-pub mod metrics;
 pub mod reload;
 pub mod selftest;
 pub mod state;

@@ -6,9 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 
-use crate::config::{Config, ConfigErrors};
-use crate::core::snapshot::Snapshot;
-use crate::ops::metrics::Metrics;
+use crate::config::{Config, ConfigError, ConfigErrors, KeySource};
+use crate::core::ports::{Introspect, KeyProvider};
+use crate::core::snapshot::{Client, Snapshot};
+use crate::observe::metrics::Metrics;
+use crate::outside::introspect::Introspector;
 use crate::outside::jwks::KeyRegistry;
 
 /// At most this many DPoP proofs are remembered per replica (about 8 MiB at most). A proof is
@@ -51,7 +53,7 @@ impl ServerState {
                 }])
             })?;
         let cache = crate::core::cache::TokenCache::new(config.cache);
-        let snap = Snapshot::build(config, &registry, 1)?;
+        let snap = build_snapshot(config, &registry, 1)?;
         metrics.config_reload(true);
         Ok(Arc::new(ServerState {
             snapshot: ArcSwap::from_pointee(snap),
@@ -73,7 +75,7 @@ impl ServerState {
     pub fn reload(&self, config: Config) -> Result<u64, ConfigErrors> {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let limits = config.cache;
-        match Snapshot::build(config, &self.registry, generation) {
+        match build_snapshot(config, &self.registry, generation) {
             Ok(snap) => {
                 if self.cache.load().limits() != limits {
                     self.cache
@@ -108,4 +110,42 @@ impl ServerState {
             waiting_for,
         }
     }
+}
+
+/// Attach key sets (shared per source through `registry`) and introspectors to a validated
+/// config. `jwks_file` key sets are read here; a bad file is a config error naming the client.
+pub fn build_snapshot(
+    config: Config,
+    registry: &KeyRegistry,
+    generation: u64,
+) -> Result<Snapshot, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut clients = Vec::with_capacity(config.clients.len());
+    for (i, c) in config.clients.iter().enumerate() {
+        match registry.key_set(&c.keys, &config.jwks) {
+            Ok(ks) => clients.push(Client {
+                cfg: c.clone(),
+                key_set: ks as Arc<dyn KeyProvider>,
+                introspector: c.introspection.clone().map(|ic| {
+                    Arc::new(Introspector::new(ic, &c.issuer, registry.fetcher()))
+                        as Arc<dyn Introspect>
+                }),
+            }),
+            Err(e) => errors.push(ConfigError {
+                field: format!(
+                    "clients[{i}].{}",
+                    if matches!(c.keys, KeySource::File(_)) {
+                        "jwks_file"
+                    } else {
+                        "keys"
+                    }
+                ),
+                message: e.to_string(),
+            }),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(Snapshot::new(config, clients, generation))
 }

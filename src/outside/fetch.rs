@@ -1,4 +1,4 @@
-//! The outside world over HTTP: the one outbound client, URL rules, redaction, and the discovery
+//! The outside world over HTTP: the one outbound client, URL rules, and the discovery
 //! documents shared by key sets and introspection.
 //!
 //! Every outbound request of the process goes through a [`Fetcher`]: one `reqwest::Client`
@@ -7,7 +7,7 @@
 //! request (`reqwest::Url`), and the request is made on exactly the `Url` that was validated, so
 //! what the check saw is what is fetched (a hand-written check and a different fetch-time parser
 //! disagreed about `http://host\@127.0.0.1/`). Every URL that is printed or used as a label goes
-//! through [`redact`]. This module takes plain parameters and never imports `config`, so
+//! through [`crate::observe::redact`]. This module takes plain parameters and never imports `config`, so
 //! `config → fetch` stays one-way.
 
 use std::collections::HashMap;
@@ -15,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::Url;
+
+use crate::observe::redact;
 use serde_json::Value;
 
 /// Why a request (or a URL) was refused. Every `url` in here is already redacted.
@@ -47,7 +49,7 @@ pub enum FetchError {
 ///   different hosts;
 /// * `https`, or `http` only to a loopback host (`localhost`, 127.0.0.0/8, `::1`);
 /// * userinfo (`user:password@`) only with `https`: reqwest sends it as `Authorization: Basic`,
-///   which must never travel in clear text. Printed URLs never show it ([`redact`]).
+///   which must never travel in clear text. Printed URLs never show it ([`crate::observe::redact`]).
 pub fn validate_url(raw: &str) -> Result<Url, FetchError> {
     let invalid = |reason: &str| FetchError::InvalidUrl {
         url: redact(raw),
@@ -90,46 +92,6 @@ pub fn validate_url(raw: &str) -> Result<Url, FetchError> {
         _ => return Err(invalid("must be an https URL")),
     }
     Ok(url)
-}
-
-/// `url` fit to print or to use as a metric label: userinfo replaced by `***`, every query value
-/// replaced by `***` (API keys travel there), fragment dropped. For text that does not parse as
-/// a URL, everything up to the last `@` of the authority is replaced and the query cut, so a
-/// password never survives a parse failure either.
-pub fn redact(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) => {
-            if !url.username().is_empty() || url.password().is_some() {
-                // Cannot fail for URLs with a host (userinfo implies one).
-                let _ = url.set_username("***");
-                let _ = url.set_password(None);
-            }
-            if url.query().is_some() {
-                let names: Vec<String> =
-                    url.query_pairs().map(|(k, _)| format!("{k}=***")).collect();
-                url.set_query(Some(&names.join("&")));
-            }
-            url.set_fragment(None);
-            url.to_string()
-        }
-        Err(_) => redact_unparsed(raw),
-    }
-}
-
-/// Best effort for text that is not a URL: cut the query, and replace what precedes the last `@`
-/// of the authority (both `/` and `\` end it, as either parser might think).
-fn redact_unparsed(raw: &str) -> String {
-    let raw = raw.split(['?', '#']).next().unwrap_or("");
-    let (scheme, rest) = match raw.split_once("://") {
-        Some((s, r)) => (format!("{s}://"), r),
-        None => (String::new(), raw),
-    };
-    let end = rest.find(['/']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(end);
-    match authority.rfind('@') {
-        Some(at) => format!("{scheme}***{}{path}", &authority[at..]),
-        None => format!("{scheme}{authority}{path}"),
-    }
 }
 
 /// A successful answer: the body (at most the caller's cap) and its Cache-Control max-age.
@@ -296,7 +258,7 @@ impl Fetcher {
         );
         let url = validate_url(&raw)?;
         let resp = self.get(&url, timeout, MAX_DOCUMENT_BYTES).await?;
-        let doc = crate::core::token::strict_object(&resp.body).map_err(|e| FetchError::Body {
+        let doc = crate::json::strict_object(&resp.body).map_err(|e| FetchError::Body {
             url: redact(&raw),
             message: format!("not a JSON object: {e}"),
         })?;
@@ -399,26 +361,7 @@ mod tests {
     }
 
     #[test]
-    fn redaction() {
-        assert_eq!(
-            redact("https://user:hunter2@idp.example.org/certs"),
-            "https://***@idp.example.org/certs"
-        );
-        assert_eq!(
-            redact("https://idp.example.org/certs?key=hunter2&x=1#frag"),
-            "https://idp.example.org/certs?key=***&x=***"
-        );
-        assert_eq!(
-            redact("https://idp.example.org/realms/a"),
-            "https://idp.example.org/realms/a"
-        );
-        for unparsed in [
-            "ht tp://u:hunter2@h/x",
-            "http://u:hunter2@h\\x@y/z?k=hunter2",
-        ] {
-            let r = redact(unparsed);
-            assert!(!r.contains("hunter2"), "{unparsed} → {r}");
-        }
+    fn refused_urls_are_redacted() {
         let e = validate_url("http://u:hunter2@idp.example.org/").unwrap_err();
         assert!(!e.to_string().contains("hunter2"), "{e}");
     }

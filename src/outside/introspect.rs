@@ -11,18 +11,12 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use base64::Engine as _;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use crate::config::IntrospectionConfig;
+use crate::core::model::IntrospectionConfig;
+pub use crate::core::ports::Answer;
+use crate::core::ports::{BoxFuture, Introspect, IntrospectFailure};
 use crate::outside::fetch::{self, Fetcher};
-
-/// What the endpoint said.
-#[derive(Debug)]
-pub enum Answer {
-    /// `active: true`, with the response members (RFC 7662 §2.2) as claims.
-    Active(Map<String, Value>),
-    Inactive,
-}
 
 /// Why no answer was had (URLs in it are redacted; never the secret or the token).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -115,7 +109,7 @@ impl Introspector {
             return Ok(c.answer.clone());
         }
         let span =
-            crate::ops::telemetry::call_span("oidc_authz.introspect", "issuer", &self.issuer);
+            crate::observe::spans::call_span("oidc_authz.introspect", "issuer", &self.issuer);
         let asked = self.ask(token).await;
         // A fixed description: the error may quote the endpoint's answer.
         span.end(asked.as_ref().err().map(|_| "introspection failed".into()));
@@ -178,7 +172,7 @@ impl Introspector {
             .fetcher
             .post_form(&endpoint, &basic, form, self.cfg.timeout, MAX_BODY)
             .await?;
-        let doc = crate::core::token::strict_object(&resp.body)
+        let doc = crate::json::strict_object(&resp.body)
             .map_err(|e| IntrospectError::NotJson(e.to_string()))?;
         match doc.get("active") {
             Some(Value::Bool(true)) => Ok(Answer::Active(doc)),
@@ -188,11 +182,29 @@ impl Introspector {
     }
 }
 
+impl Introspect for Introspector {
+    fn config(&self) -> &IntrospectionConfig {
+        &self.cfg
+    }
+    fn introspect<'a>(
+        &'a self,
+        token: &'a str,
+        token_exp: Option<i64>,
+        now: i64,
+    ) -> BoxFuture<'a, Result<Arc<Answer>, IntrospectFailure>> {
+        Box::pin(async move {
+            Introspector::introspect(self, token, token_exp, now)
+                .await
+                .map_err(|e| Box::new(e) as IntrospectFailure)
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn secrets_never_print() {
-        let s = crate::config::Secret::new("hunter2".into());
+        let s = crate::core::model::Secret::new("hunter2".into());
         assert_eq!(format!("{s:?}"), "<redacted>");
         assert_eq!(super::form_encode("a b/c:d"), "a%20b%2Fc%3Ad");
     }

@@ -20,49 +20,17 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::time::Instant;
 
-use crate::config::JwksSettings;
+use crate::core::model::JwksSettings;
 /// Configuration type, defined in `config` (re-exported for existing users of this path).
-pub use crate::config::KeySource;
+pub use crate::core::model::KeySource;
+use crate::core::ports::{BoxFuture, KeyProvider};
 use crate::outside::fetch::{self, Fetcher};
 // The pure key types live in `crate::keys` (issue 12); re-exported so existing
 // `jwks::Alg` / `jwks::parse_jwks` paths keep compiling.
+pub use crate::core::ports::KeyState;
 use crate::keys::JwksError;
 pub use crate::keys::{Alg, Key, KeyType, parse_jwk, parse_jwks};
-use crate::ops::metrics::Metrics;
-
-/// A key set's keys at one moment. Replaced whole on every change (readers never lock).
-#[derive(Debug)]
-pub struct KeyState {
-    pub keys: Arc<[Key]>,
-    /// Bumped whenever the usable keys change (cache keys include it).
-    pub generation: u64,
-    /// When the last successful fetch finished (None: never loaded).
-    pub last_success: Option<Instant>,
-    pub last_success_wall: Option<SystemTime>,
-    pub last_error: Option<String>,
-}
-
-impl Default for KeyState {
-    fn default() -> Self {
-        KeyState {
-            keys: Arc::from(Vec::new()),
-            generation: 0,
-            last_success: None,
-            last_success_wall: None,
-            last_error: None,
-        }
-    }
-}
-
-impl KeyState {
-    pub fn find(&self, kid: &str) -> Option<&Key> {
-        self.keys.iter().find(|k| k.kid.as_deref() == Some(kid))
-    }
-
-    pub fn loaded(&self) -> bool {
-        self.last_success.is_some()
-    }
-}
+use crate::observe::metrics::Metrics;
 
 /// Why a key set could not be (re)loaded (kept in the state for `readyz` / logs; URLs in it are
 /// redacted, so it never contains secrets).
@@ -243,7 +211,7 @@ impl KeySet {
 
     async fn fetch_locked(&self) -> Result<Option<Duration>, FetchError> {
         self.last_attempt_ms.store(self.now_ms(), Ordering::Release);
-        let span = crate::ops::telemetry::call_span("oidc_authz.jwks_fetch", "key_set", &self.id);
+        let span = crate::observe::spans::call_span("oidc_authz.jwks_fetch", "key_set", &self.id);
         let result = self.fetch_inner().await;
         span.end(result.as_ref().err().map(|e| e.to_string().into()));
         match &result {
@@ -379,6 +347,37 @@ fn jitter(d: Duration) -> Duration {
     d.mul_f64(factor)
 }
 
+impl KeyProvider for KeySet {
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn source(&self) -> &KeySource {
+        KeySet::source(self)
+    }
+    fn settings(&self) -> Arc<JwksSettings> {
+        KeySet::settings(self)
+    }
+    fn state(&self) -> arc_swap::Guard<Arc<KeyState>> {
+        KeySet::state(self)
+    }
+    fn available(&self, state: &KeyState) -> bool {
+        KeySet::available(self, state)
+    }
+    fn refetch_for_unknown_kid<'a>(
+        &'a self,
+        kid: &'a str,
+        seen_generation: u64,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(KeySet::refetch_for_unknown_kid(self, kid, seen_generation))
+    }
+    fn wait_loaded(&self, timeout: Duration) -> BoxFuture<'_, bool> {
+        Box::pin(KeySet::wait_loaded(self, timeout))
+    }
+    fn note_kidless_refused(&self) {
+        self.metrics.kidless_refused(&self.id);
+    }
+}
+
 /// All key sets of the running process, keyed by source, kept across config reloads so that a
 /// reload does not refetch (or forget) keys that did not change.
 pub struct KeyRegistry {
@@ -403,6 +402,11 @@ impl KeyRegistry {
             metrics,
             sets: Mutex::new(Vec::new()),
         })
+    }
+
+    /// The remote key sets still in use (for tests and tools that drive a fetch themselves).
+    pub fn remote_sets(&self) -> Vec<Arc<KeySet>> {
+        lock(&self.sets).iter().filter_map(Weak::upgrade).collect()
     }
 
     /// The key set for `source`, shared if one exists. Remote key sets start their background

@@ -1,38 +1,9 @@
-//! "Why was this request denied?" — the full decision trace for one request.
-//!
-//! The verdict is always [`check::decide`]'s own (so `explain` can never disagree with `serve`);
-//! the trace around it re-runs the same pure steps (normalise, match, extract, parse, route) to
-//! say what each saw. Never echoes the token: only its header fields and a few standard claims.
-//! Used offline by `oidc-authz explain` and live by the admin gRPC `Explain` call.
+//! `oidc-authz explain`: "why was this request denied?" — the request from the command line,
+//! the decision trace from [`crate::core::explain`] (offline, against a config file) or from the
+//! admin gRPC `Explain` call of a running server (`--server`), rendered as text or JSON. Never
+//! echoes the token: the trace shows only its header fields and a few standard claims.
 
 use serde_json::Value;
-
-use crate::config::DefaultAction;
-use crate::core::check::{self, CheckInput, DEFAULT_RULE};
-use crate::core::policy;
-use crate::core::snapshot::Snapshot;
-use crate::core::token;
-use crate::decision::Decision;
-
-/// The decision plus what each step saw.
-#[derive(Debug, Clone)]
-pub struct Explanation {
-    pub decision: Decision,
-    pub steps: Vec<(String, String)>,
-    /// Roles found in the token under the routed client's role claim paths.
-    pub roles: Vec<String>,
-    pub config_generation: u64,
-}
-
-impl Explanation {
-    pub fn decision_name(&self) -> &'static str {
-        if self.decision.is_allow() {
-            "allow"
-        } else {
-            "deny"
-        }
-    }
-}
 
 /// `oidc-authz explain` output, human-readable: one step per line, the decision, and the key sets
 /// when asked. The one rendering of an explanation; the offline and `--server` modes both come
@@ -171,7 +142,7 @@ pub async fn explain_offline(
     let loaded = source.load().map_err(|e| format!("invalid config:\n{e}"))?;
     let state = crate::ops::state::ServerState::new(
         loaded.config,
-        std::sync::Arc::new(crate::ops::metrics::Metrics::new()),
+        std::sync::Arc::new(crate::observe::metrics::Metrics::new()),
     )
     .map_err(|e| format!("invalid config:\n{e}"))?;
     let snap = state.snapshot();
@@ -181,7 +152,7 @@ pub async fn explain_offline(
         if !ks.wait_loaded(timeout).await {
             warnings.push(format!(
                 "key set {} did not load: {}",
-                ks.id,
+                ks.id(),
                 ks.state().last_error.clone().unwrap_or_default()
             ));
         }
@@ -231,151 +202,67 @@ pub async fn explain_remote(
     Ok((resp, ks))
 }
 
-fn short(v: Option<&Value>) -> String {
-    match v {
-        None => "-".into(),
-        Some(Value::String(s)) => s.chars().take(200).collect(),
-        Some(other) => other.to_string().chars().take(200).collect(),
-    }
+/// `oidc-authz explain` as typed on the command line.
+#[derive(Debug, Default)]
+pub struct Cli {
+    pub config: Option<std::path::PathBuf>,
+    pub server: Option<String>,
+    pub token: Option<String>,
+    pub token_file: Option<std::path::PathBuf>,
+    pub method: String,
+    pub path: String,
+    pub host: String,
+    pub headers: Vec<String>,
+    pub json: bool,
+    pub key_sets: bool,
 }
 
-/// Explain one request against `snap` at time `now` (Unix seconds).
-pub async fn explain(snap: &Snapshot, input: &CheckInput<'_>, now: i64) -> Explanation {
-    let decision = check::decide(snap, input, now).await;
-    let mut steps: Vec<(String, String)> = Vec::new();
-    let mut roles = Vec::new();
-    let mut push = |s: &str, o: String| steps.push((s.to_owned(), o));
-    push(
-        "request",
-        format!(
-            "{} {} host {}",
-            input.method,
-            input.path.chars().take(300).collect::<String>(),
-            input.host
-        ),
-    );
-    match policy::normalize_path(input.path) {
-        Err(d) => push("path", format!("invalid: {}", d.detail)),
-        Ok(path) => {
-            push("path", format!("normalised to {path}"));
-            let host = policy::host_without_port(input.host);
-            match snap
-                .config
-                .rules
-                .find(&check::upper(input.method), &host, &path)
-            {
-                Some(r) => push(
-                    "rule",
-                    format!(
-                        "{} (auth {:?}, {} condition(s))",
-                        r.name,
-                        r.auth,
-                        r.conditions.len()
-                    ),
-                ),
-                None => push(
-                    "rule",
-                    match snap.config.default {
-                        DefaultAction::Deny => "no rule matched; default is deny".into(),
-                        DefaultAction::Authenticated => {
-                            format!("no rule matched; `{DEFAULT_RULE}`: any valid token")
-                        }
-                    },
-                ),
-            }
-        }
-    }
-    match token::extract(
-        &snap.config.token.sources,
-        &input.headers,
-        snap.config.token.max_bytes,
+/// Run `explain` and print the answer; the exit code: 0 allowed, 1 denied, 2 usage or config
+/// error.
+pub fn cli(a: Cli) -> u8 {
+    let usage = |msg: &str| {
+        eprintln!("oidc-authz: {msg}");
+        2
+    };
+    let req = match cli_request(
+        a.token.as_deref(),
+        a.token_file.as_deref(),
+        a.method,
+        a.path,
+        a.host,
+        &a.headers,
     ) {
-        Err(d) => push("token", format!("unusable: {}", d.detail)),
-        Ok(None) => push("token", "none in any configured source".into()),
-        Ok(Some(raw)) => match token::parse(raw) {
-            Err(d) => push(
-                "token",
-                format!("{} bytes, malformed: {}", raw.len(), d.detail),
-            ),
-            Ok(jwt) => {
-                let c = &jwt.claims;
-                push(
-                    "token",
-                    format!(
-                        "{} bytes; alg {} kid {} typ {}; iss {} aud {} sub {} exp {} (now {now})",
-                        raw.len(),
-                        jwt.header.alg,
-                        jwt.header.kid.as_deref().unwrap_or("-"),
-                        jwt.header.typ.as_deref().unwrap_or("-"),
-                        short(c.get("iss")),
-                        short(c.get("aud")),
-                        short(c.get("sub")),
-                        short(c.get("exp")),
-                    ),
-                );
-                match crate::core::verify::route(snap, c) {
-                    Err(d) => push("route", format!("{}: {}", d.reason.code(), d.detail)),
-                    Ok(i) => {
-                        let client = &snap.clients[i];
-                        let ks = client.key_set.state();
-                        push(
-                            "route",
-                            format!(
-                                "client {} (key set {}: {} key(s), generation {}, {})",
-                                client.cfg.name,
-                                client.key_set.id,
-                                ks.keys.len(),
-                                ks.generation,
-                                if client.key_set.available(&ks) {
-                                    "available"
-                                } else {
-                                    "NOT available"
-                                }
-                            ),
-                        );
-                        for p in &client.cfg.roles {
-                            roles.extend(policy::names_in(token::claim(c, p)).map(str::to_owned));
-                        }
-                        push(
-                            "roles",
-                            if roles.is_empty() {
-                                "none found".into()
-                            } else {
-                                roles.join(", ")
-                            },
-                        );
-                        push("binding", binding_step(c, &client.cfg.binding));
-                    }
+        Ok(r) => r,
+        Err(msg) => return usage(&msg),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return usage(&format!("cannot start the runtime: {e}")),
+    };
+    let result = runtime.block_on(async {
+        match &a.server {
+            Some(addr) => explain_remote(addr, req, a.key_sets).await,
+            None => {
+                let source = crate::tools::compat::Source::choose(a.config)?;
+                let (resp, ks, warnings) = explain_offline(&source, &req, a.key_sets).await?;
+                for w in warnings {
+                    eprintln!("warning: {w}");
                 }
+                Ok((resp, ks))
             }
-        },
-    }
-    Explanation {
-        decision,
-        steps,
-        roles,
-        config_generation: snap.generation,
-    }
-}
-
-/// What DESIGN §10 asks of this token (the checks themselves run in the decision).
-fn binding_step(
-    claims: &serde_json::Map<String, serde_json::Value>,
-    cfg: &crate::core::binding::BindingConfig,
-) -> String {
-    match crate::core::binding::confirmation(claims) {
-        Err(e) => format!("{}: {}", e.reason_code(), e.detail()),
-        Ok(None) if cfg.require => "no cnf; binding.require is true (binding_required)".into(),
-        Ok(None) => "no cnf: a bearer token".into(),
-        Ok(Some(c)) => {
-            let mut needs = Vec::new();
-            if c.jkt.is_some() {
-                needs.push("cnf.jkt: the DPoP scheme and a valid DPoP proof");
-            }
-            if c.x5t_s256.is_some() {
-                needs.push("cnf[\"x5t#S256\"]: the bound client certificate");
-            }
-            format!("needs {} on every request", needs.join(" and "))
         }
+    });
+    let (resp, ks) = match result {
+        Ok(r) => r,
+        Err(msg) => return usage(&msg),
+    };
+    if a.json {
+        println!("{:#}", render_json(&resp, ks.as_ref()));
+    } else {
+        print!("{}", render_text(&resp, ks.as_ref()));
     }
+    if resp.decision == "allow" { 0 } else { 1 }
 }

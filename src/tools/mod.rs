@@ -1,10 +1,12 @@
 //! Operator tools (layer 8): what the CLI offers besides `serve`.
 //!
-//! Owns: the decision trace of one request ([`explain`]), the flask-jwt-oidc compatibility
-//! mode ([`compat`]) and the check-config policy lint ([`lint`]).
+//! Owns: `explain` on the command line and its rendering ([`explain`]; the trace itself comes
+//! from `core::explain`), `check-config` ([`check_config`]), the flask-jwt-oidc compatibility
+//! mode ([`compat`]) and the policy lint ([`lint`]).
 //!
 //! Must not: decide a request its own way (the verdict is always `core::check`'s), and nothing
 //! below this layer may import from here.
+pub mod check_config;
 pub mod compat;
 pub mod explain;
 pub mod lint;

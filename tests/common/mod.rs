@@ -19,9 +19,9 @@ use envoy_types::pb::envoy::service::auth::v3::authorization_client::Authorizati
 use envoy_types::pb::envoy::service::auth::v3::check_response::HttpResponse;
 use envoy_types::pb::envoy::service::auth::v3::{AttributeContext, CheckRequest, CheckResponse};
 use oidc_authz::config;
-use oidc_authz::ops::metrics::Metrics;
+use oidc_authz::observe::metrics::Metrics;
 use oidc_authz::ops::state::ServerState;
-use oidc_authz::server::RunningServer;
+use oidc_authz::run::RunningServer;
 use oidc_authz::testkit::TestKey;
 
 pub const MODE_UP: u8 = 0;
@@ -216,11 +216,11 @@ pub async fn start_server(yaml: &str) -> RunningServer {
 /// Wait until every key set of the current snapshot whose id contains `needle` has loaded.
 pub async fn wait_loaded(server: &RunningServer, needle: &str) {
     for ks in server.state.snapshot().key_sets() {
-        if ks.id.contains(needle) {
+        if ks.id().contains(needle) {
             assert!(
                 ks.wait_loaded(Duration::from_secs(10)).await,
                 "key set {} did not load",
-                ks.id
+                ks.id()
             );
         }
     }

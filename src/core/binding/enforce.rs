@@ -10,7 +10,7 @@ use super::dpop::{self, DpopRequest};
 use super::mtls;
 use super::replay::ReplayMemory;
 use super::settings::{BindingConfig, CertificateSource};
-use crate::decision::{Deny, Reason};
+use crate::decision::{Deny, DpopChallenge, Reason};
 
 /// What one request carried, as far as binding is concerned. `Debug` is not derived: the
 /// fields hold the token, the proof and the certificate.
@@ -81,25 +81,12 @@ pub fn enforce(
     Ok(())
 }
 
-/// The DPoP part of a 401's `WWW-Authenticate` (and the `DPoP-Nonce` header).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DpopChallenge {
-    /// The client's accepted proof algorithms, space-separated (`algs="…"`).
-    pub algs: String,
-    /// `invalid_dpop_proof` / `use_dpop_nonce` when the proof was the problem.
-    pub error: Option<Reason>,
-    /// A fresh server nonce (`use_dpop_nonce` only).
-    pub nonce: Option<String>,
-}
-
-impl DpopChallenge {
-    /// `algs` only: the challenge every 401 of a DPoP-configured client carries.
-    pub fn advertise(cfg: &BindingConfig) -> Self {
-        DpopChallenge {
-            algs: cfg.algs.clone(),
-            error: None,
-            nonce: None,
-        }
+/// `algs` only: the challenge every 401 of a DPoP-configured client carries.
+pub fn advertise(cfg: &BindingConfig) -> DpopChallenge {
+    DpopChallenge {
+        algs: cfg.algs.clone(),
+        error: None,
+        nonce: None,
     }
 }
 
@@ -127,14 +114,14 @@ pub fn deny(e: BindingError, cfg: &BindingConfig, now: i64) -> Deny {
     deny.dpop = match reason {
         Reason::InvalidDpopProof => Some(Box::new(DpopChallenge {
             error: Some(reason),
-            ..DpopChallenge::advertise(cfg)
+            ..advertise(cfg)
         })),
         Reason::UseDpopNonce => Some(Box::new(DpopChallenge {
             error: Some(reason),
             nonce: cfg.dpop.nonce.as_ref().map(|k| k.issue(now)),
-            ..DpopChallenge::advertise(cfg)
+            ..advertise(cfg)
         })),
-        _ if dpop_related || cfg.dpop_configured => Some(Box::new(DpopChallenge::advertise(cfg))),
+        _ if dpop_related || cfg.dpop_configured => Some(Box::new(advertise(cfg))),
         _ => None,
     };
     deny

@@ -43,7 +43,7 @@ pub mod settings;
 
 pub use cnf::{AuthScheme, Confirmation, check_scheme, confirmation};
 pub use dpop::{DpopRequest, DpopSettings};
-pub use enforce::{BindingRequest, DpopChallenge};
+pub use enforce::BindingRequest;
 pub use nonce::NonceKey;
 pub use replay::ReplayMemory;
 pub use settings::{BindingConfig, CertificateSource};
