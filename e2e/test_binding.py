@@ -242,12 +242,13 @@ def tls_envoy(harness) -> dict[str, int]:
     return {"peer": ports["ENVOY_MTLS_PORT"], "xfcc": ports["ENVOY_XFCC_PORT"]}
 
 
-def authz_config_yaml(h: Harness, grpc_port: int, admin_port: int) -> str:
-    """oidc-authz config with DESIGN §10 `binding` blocks."""
+def authz_config_yaml(h: Harness, grpc_port: int, admin_port: int, http_port: int) -> str:
+    """oidc-authz config with DESIGN §10 `binding` blocks (and the HTTP door of DESIGN §9)."""
     return f"""\
 listen:
   grpc: 127.0.0.1:{grpc_port}
   admin: 127.0.0.1:{admin_port}
+  http: 127.0.0.1:{http_port}
 
 token:
   sources:
@@ -305,6 +306,7 @@ class Stack:
     envoy_port: int          # plain HTTP, deploy/envoy/envoy.yaml
     mtls_port: int           # TLS, ingress_mtls_peer
     xfcc_port: int           # TLS, ingress_mtls_xfcc
+    http_port: int           # oidc-authz's HTTP door (listen.http), behind the proxies of test_http_door.py
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.envoy_port}{path}"
@@ -328,9 +330,9 @@ def stack(harness) -> Stack:
     if not (binary.is_file() and os.access(binary, os.X_OK)):
         pytest.fail(f"{binary} not found: run `cargo build --release` (scripts/e2e.sh does) "
                     "or set OIDC_AUTHZ_BIN", pytrace=False)
-    grpc_port, admin_port = free_port(), free_port()
+    grpc_port, admin_port, http_port = free_port(), free_port(), free_port()
     cfg = harness.tmp / "oidc-authz-binding.yaml"
-    cfg.write_text(authz_config_yaml(harness, grpc_port, admin_port))
+    cfg.write_text(authz_config_yaml(harness, grpc_port, admin_port, http_port))
     authz = Proc("oidc-authz", [str(binary), "serve", "--config", str(cfg)], harness.tmp,
                  env={"RUST_LOG": os.environ.get("RUST_LOG", "info"), "RUST_BACKTRACE": "1",
                       "E2E_DPOP_NONCE_SECRET": NONCE_SECRET})
@@ -343,7 +345,7 @@ def stack(harness) -> Stack:
     tls_ports = {"ENVOY_MTLS_PORT": free_port(), "ENVOY_XFCC_PORT": free_port()}
     start_envoy(harness, "envoy-mtls", "envoy-mtls.yaml",
                 {**tls_ports, **mtls_values(harness), "OIDC_AUTHZ_HOST": "127.0.0.1", "OIDC_AUTHZ_PORT": grpc_port})
-    return Stack(harness, envoy_port, tls_ports["ENVOY_MTLS_PORT"], tls_ports["ENVOY_XFCC_PORT"])
+    return Stack(harness, envoy_port, tls_ports["ENVOY_MTLS_PORT"], tls_ports["ENVOY_XFCC_PORT"], http_port)
 
 
 @pytest.fixture(scope="session")
@@ -689,3 +691,68 @@ def test_dpop_works_on_the_tls_listener_too(stack, key, dpop_token):
     # a proof for that https URL, sent over the plain-HTTP listener (other scheme and port), is refused
     proof = key.proof("GET", f"https://127.0.0.1:{stack.mtls_port}{path}", access_token=dpop_token)
     assert_denied(stack.get(path, {"authorization": f"DPoP {dpop_token}", "dpop": proof}), 401, "invalid_dpop_proof")
+
+
+# ==================================================================================================
+# the HTTP door (DESIGN §9) behind the real nginx, Caddy and Envoy http_service, started from their
+# deploy/ samples (test_http_door.py's starters): DPoP proofs are checked against the scheme, host and
+# path the proxy forwards; a use_dpop_nonce deny's DPoP-Nonce reaches the client; a peer-certificate
+# binding cannot be proven on this door and fails closed.
+
+DOOR_PROXIES = ["nginx", "caddy", "envoy_http"]
+
+
+@pytest.fixture(scope="session")
+def door(harness, stack) -> dict[str, int]:
+    from test_http_door import start_caddy, start_envoy_http, start_nginx  # noqa: PLC0415 - helpers only
+    ports = {}
+    for name, start in (("nginx", start_nginx), ("caddy", start_caddy), ("envoy_http", start_envoy_http)):
+        proc, port = start(harness.tmp, stack.http_port, harness.upstream_port)
+        harness.procs.append(proc)
+        ports[name] = port
+    return ports
+
+
+@pytest.fixture(params=DOOR_PROXIES)
+def door_proxy(request) -> str:
+    return request.param
+
+
+def door_dpop(port: int, key: DpopKey, token: str, path: str = "/api/orders", method: str = "GET",
+              htu: str | None = None, **proof_kw) -> Response:
+    proof = key.proof(method, htu or f"http://127.0.0.1:{port}{path}", access_token=token, **proof_kw)
+    return http_request(port, method, path, {"authorization": f"DPoP {token}", "dpop": proof})
+
+
+def test_http_door_dpop_proof_is_checked_against_what_the_proxy_forwards(door, door_proxy, key, dpop_token):
+    port = door[door_proxy]
+    h = upstream_saw(door_dpop(port, key, dpop_token, "/api/orders?page=2"))["headers"]  # htu has no query
+    assert h["x-authz-client"] == "bound" and h["x-auth-subject"] == "dpop-app"
+    upstream_saw(door_dpop(port, key, dpop_token, "/api/orders", method="POST"))
+    # a proof for another scheme, another port, another method: refused (never a 200)
+    for wrong in ({"htu": f"https://127.0.0.1:{port}/api/orders"}, {"htu": f"http://127.0.0.1:{port + 1}/api/orders"},
+                  {"htu": f"http://127.0.0.1:{port}/api/other"}):
+        assert_denied(door_dpop(port, key, dpop_token, **wrong), 401, "invalid_dpop_proof")
+    resp = http_request(port, "GET", "/api/orders", {"authorization": f"Bearer {dpop_token}"})  # downgrade
+    assert_denied(resp, 401, "binding_mismatch")
+
+
+def test_http_door_dpop_nonce_reaches_the_client(harness, door, door_proxy):
+    port = door[door_proxy]
+    k = DpopKey.generate()
+    tok = k.token(harness.providers["nonce"].token_endpoint, "dpop-app", resource=ORDERS).access_token
+    resp = door_dpop(port, k, tok)
+    assert_denied(resp, 401, "use_dpop_nonce")
+    nonce = resp.headers.get("dpop-nonce")
+    assert nonce, f"{door_proxy}: use_dpop_nonce without a DPoP-Nonce header: {resp}"
+    h = upstream_saw(door_dpop(port, k, tok, nonce=nonce))["headers"]
+    assert h["x-authz-client"] == "bound-nonce"
+
+
+def test_http_door_peer_certificate_binding_fails_closed(harness, door, door_proxy, mtls_token):
+    # the proxy's TLS connection is not ours: no peer certificate, and a caller's XFCC does not stand in
+    port = door[door_proxy]
+    xfcc = f"Hash={hashlib.sha256(harness.pki.client.der).hexdigest()}"  # the right certificate's hash
+    for headers in ({}, {"x-forwarded-client-cert": xfcc}):
+        resp = http_request(port, "GET", "/api/orders", {"authorization": f"Bearer {mtls_token}", **headers})
+        assert_denied(resp, 401, "binding_mismatch")

@@ -68,6 +68,7 @@ class TraceStack:
     rx: OtlpReceiver
     provider: Provider
     envoy_port: int
+    http_port: int  # oidc-authz's HTTP door (listen.http), asked directly
 
     def get(self, path: str, token: str | None, headers: dict[str, str]) -> Response:
         h = dict(headers)
@@ -76,11 +77,12 @@ class TraceStack:
         return http_request(self.envoy_port, "GET", path, h)
 
 
-def config_yaml(issuer: str, grpc_port: int, admin_port: int, otlp_port: int) -> str:
+def config_yaml(issuer: str, grpc_port: int, admin_port: int, otlp_port: int, http_port: int) -> str:
     return f"""\
 listen:
   grpc: 127.0.0.1:{grpc_port}
   admin: 127.0.0.1:{admin_port}
+  http: 127.0.0.1:{http_port}
 
 telemetry:
   otlp_endpoint: http://127.0.0.1:{otlp_port}
@@ -131,9 +133,9 @@ def tstack(request) -> Iterator[TraceStack]:
                           tmp))
         wait_until("upstream", lambda: http_status(upstream_port, "/") == 200, 10, procs=procs)
 
-        grpc_port, admin_port = free_port(), free_port()
+        grpc_port, admin_port, http_port = free_port(), free_port(), free_port()
         cfg = tmp / "oidc-authz.yaml"
-        cfg.write_text(config_yaml(prov.issuer, grpc_port, admin_port, rx.port))
+        cfg.write_text(config_yaml(prov.issuer, grpc_port, admin_port, rx.port, http_port))
         authz = Proc("oidc-authz", [str(binary), "serve", "--config", str(cfg)], tmp,
                      env={"RUST_LOG": os.environ.get("RUST_LOG", "info"), "RUST_BACKTRACE": "1"})
         procs.append(authz)
@@ -162,7 +164,7 @@ def tstack(request) -> Iterator[TraceStack]:
 
     failed_before = request.session.testsfailed
     try:
-        yield TraceStack(tmp=tmp, rx=rx, provider=prov, envoy_port=envoy_port)
+        yield TraceStack(tmp=tmp, rx=rx, provider=prov, envoy_port=envoy_port, http_port=http_port)
     finally:
         for p in reversed(procs):
             p.stop()
@@ -330,3 +332,40 @@ def test_unsampled_requests_produce_no_oidc_authz_span(tstack):
     assert [s.trace_id for s in new] == [marker], [(s.trace_id, s.attributes) for s in new]
     for trace_id in unsampled:
         assert rx.trace(trace_id) == [], f"spans exported for unsampled trace {trace_id}"
+
+
+# --------------------------------------------------------------------------------------------------
+# the HTTP door (DESIGN §9): its span's parent is the request's own traceparent, api names the endpoint
+
+
+@pytest.mark.parametrize("path,api", [("/forward-auth", "forward_auth"), ("/ext-authz/api/orders", "envoy_http")])
+def test_http_door_span_has_the_request_traceparent_as_parent_and_its_api(tstack, path, api):
+    token = tstack.provider.token("orders-reader", ORDERS)
+    trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
+    headers = {"traceparent": f"00-{trace_id}-{parent}-01", "authorization": f"Bearer {token}"}
+    if path == "/forward-auth":
+        headers |= {"x-forwarded-method": "GET", "x-forwarded-uri": "/api/orders"}
+    resp = http_request(tstack.http_port, "GET", path, headers)
+    assert resp.status == 200, resp
+    tstack.rx.wait_for(lambda s: s.trace_id == trace_id and s.name == CHECK_SPAN, timeout=EXPORT_WAIT)
+    mine = [s for s in tstack.rx.trace(trace_id) if s.service == "oidc-authz" and s.name == CHECK_SPAN]
+    assert len(mine) == 1, mine
+    span = mine[0]
+    assert span.parent_span_id == parent, (span.parent_span_id, parent)
+    assert span.attributes["api"] == api, span.attributes
+    assert span.attributes["decision"] == "allow", span.attributes
+    assert_no_secrets(tstack.rx.trace(trace_id), secrets_of(token, {"authorization": headers["authorization"]}),
+                      f"HTTP door {api}")
+
+
+def test_http_door_unsampled_or_without_traceparent_makes_no_span(tstack):
+    token = tstack.provider.token("orders-reader", ORDERS)
+    trace_id, headers = unsampled_headers()
+    headers |= {"x-forwarded-method": "GET", "x-forwarded-uri": "/api/orders", "authorization": f"Bearer {token}"}
+    assert http_request(tstack.http_port, "GET", "/forward-auth", headers).status == 200
+    # a sampled marker request afterwards: once its span is in, the unsampled one would be too
+    marker, parent = secrets.token_hex(16), secrets.token_hex(8)
+    http_request(tstack.http_port, "GET", "/ext-authz/api/orders",
+                 {"traceparent": f"00-{marker}-{parent}-01", "authorization": f"Bearer {token}"})
+    tstack.rx.wait_for(lambda s: s.trace_id == marker and s.name == CHECK_SPAN, timeout=EXPORT_WAIT)
+    assert not [s for s in tstack.rx.spans() if s.trace_id == trace_id], "an unsampled Check made a span"

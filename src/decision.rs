@@ -43,6 +43,9 @@ pub enum Reason {
     BindingMismatch,
     /// `binding.require: true` and the token has no `cnf`.
     BindingRequired,
+    /// An HTTP-door request that does not describe the original request: `/forward-auth`
+    /// without a method or URI header, or such a header twice or not UTF-8 (DESIGN §9).
+    InvalidRequest,
 }
 
 /// What kind of deny a reason is, which decides the HTTP status, the gRPC code and the challenge.
@@ -60,7 +63,7 @@ pub enum DenyKind {
 
 impl Reason {
     /// Every reason, in table order (used by tests and docs).
-    pub const ALL: [Reason; 26] = [
+    pub const ALL: [Reason; 27] = [
         Reason::AuthorizationHeaderMissing,
         Reason::TokenMalformed,
         Reason::UnknownIssuer,
@@ -87,6 +90,7 @@ impl Reason {
         Reason::UseDpopNonce,
         Reason::BindingMismatch,
         Reason::BindingRequired,
+        Reason::InvalidRequest,
     ];
 
     pub const fn code(self) -> &'static str {
@@ -117,13 +121,16 @@ impl Reason {
             Reason::UseDpopNonce => "use_dpop_nonce",
             Reason::BindingMismatch => "binding_mismatch",
             Reason::BindingRequired => "binding_required",
+            Reason::InvalidRequest => "invalid_request",
         }
     }
 
     pub const fn kind(self) -> DenyKind {
         match self {
             Reason::KeysUnavailable | Reason::IntrospectionUnavailable => DenyKind::Unavailable,
-            Reason::InvalidPath | Reason::RequestTooLarge => DenyKind::BadRequest,
+            Reason::InvalidPath | Reason::RequestTooLarge | Reason::InvalidRequest => {
+                DenyKind::BadRequest
+            }
             Reason::MissingRequiredRoles
             | Reason::MissingAValidRole
             | Reason::InsufficientScope
@@ -185,6 +192,9 @@ impl Reason {
             }
             Reason::BindingRequired => {
                 "This client accepts only sender-constrained (DPoP or mTLS-bound) tokens."
+            }
+            Reason::InvalidRequest => {
+                "The authorization request does not say which method and URI to check."
             }
         }
     }
@@ -269,6 +279,119 @@ impl Decision {
     }
 }
 
+/// The realm of every RFC 6750 challenge.
+const REALM: &str = "Bearer realm=\"oidc-authz\"";
+
+/// RFC 6750 §3 `WWW-Authenticate` value, if this deny carries one.
+pub fn challenge(reason: Reason, token_presented: bool) -> Option<String> {
+    match reason.kind() {
+        DenyKind::Unauthenticated if token_presented => Some(format!(
+            "{REALM}, error=\"invalid_token\", error_description=\"{}\"",
+            reason.description()
+        )),
+        DenyKind::Unauthenticated => Some(REALM.to_owned()),
+        DenyKind::Forbidden if reason.is_insufficient_scope() => Some(format!(
+            "{REALM}, error=\"insufficient_scope\", error_description=\"{}\"",
+            reason.description()
+        )),
+        _ => None,
+    }
+}
+
+/// The `WWW-Authenticate` value with the DPoP challenge (RFC 9449 §7.1) after the Bearer one
+/// (one header value: Envoy would let a second `www-authenticate` overwrite the first). When
+/// the proof was the problem, the Bearer challenge carries no `error` (the token is fine) and
+/// the DPoP challenge carries `error` and `error_description`.
+pub fn challenge_with(
+    reason: Reason,
+    token_presented: bool,
+    dpop: Option<&DpopChallenge>,
+) -> Option<String> {
+    let Some(d) = dpop else {
+        return challenge(reason, token_presented);
+    };
+    let mut value = if d.error.is_some() {
+        REALM.to_owned()
+    } else {
+        challenge(reason, token_presented).unwrap_or_else(|| REALM.to_owned())
+    };
+    value.push_str(", DPoP realm=\"oidc-authz\"");
+    if let Some(e) = d.error {
+        value.push_str(&format!(
+            ", error=\"{}\", error_description=\"{}\"",
+            e.code(),
+            e.description()
+        ));
+    }
+    value.push_str(&format!(", algs=\"{}\"", d.algs));
+    Some(value)
+}
+
+/// A deny as every front door answers it (DESIGN §6, §9, §10): the HTTP status, the headers
+/// (`content-type`, `x-authz-reason`, `www-authenticate` when there is one, `dpop-nonce` for
+/// `use_dpop_nonce`) and the JSON body `{code, description}`. Built here only; each door maps
+/// it to its transport.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenyAnswer {
+    pub reason: Reason,
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: String,
+}
+
+impl DenyAnswer {
+    pub fn new(reason: Reason, token_presented: bool) -> Self {
+        Self::with_dpop(reason, token_presented, None)
+    }
+
+    /// [`DenyAnswer::new`] with the DPoP challenge (and a fresh `DPoP-Nonce`) of DESIGN §10.
+    pub fn with_dpop(reason: Reason, token_presented: bool, dpop: Option<&DpopChallenge>) -> Self {
+        let body = serde_json::json!({"code": reason.code(), "description": reason.description()})
+            .to_string();
+        let mut headers = Vec::with_capacity(4);
+        headers.push(("content-type", "application/json".to_owned()));
+        headers.push(("x-authz-reason", reason.code().to_owned()));
+        if let Some(c) = challenge_with(reason, token_presented, dpop) {
+            headers.push(("www-authenticate", c));
+        }
+        if let Some(nonce) = dpop.and_then(|d| d.nonce.as_deref()) {
+            headers.push(("dpop-nonce", nonce.to_owned()));
+        }
+        DenyAnswer {
+            reason,
+            status: reason.http_status(),
+            headers,
+            body,
+        }
+    }
+}
+
+/// The answer to one Check, transport-neutral: an allow carries the upstream headers to set and
+/// to remove ([`Allow`]), a deny its [`DenyAnswer`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Allow(Allow),
+    Deny(DenyAnswer),
+}
+
+impl Decision {
+    /// The answer every door sends for this decision (consumes it: strings move).
+    pub fn into_answer(self) -> Answer {
+        match self {
+            Decision::Allow(a) => Answer::Allow(a),
+            Decision::Deny {
+                deny,
+                token_presented,
+                ..
+            } => Answer::Deny(DenyAnswer::with_dpop(
+                deny.reason,
+                token_presented,
+                deny.dpop.as_deref(),
+            )),
+        }
+    }
+}
+
 /// The DPoP part of a 401's `WWW-Authenticate` (and the `DPoP-Nonce` header).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DpopChallenge {
@@ -298,6 +421,7 @@ mod tests {
         assert_eq!(Reason::InvalidPath.http_status(), 400);
         assert_eq!(Reason::MissingRequiredRoles.http_status(), 403);
         assert_eq!(Reason::NoMatchingRule.http_status(), 403);
+        assert_eq!(Reason::InvalidRequest.http_status(), 400);
         assert!(Reason::MissingAValidRole.is_insufficient_scope());
         assert!(!Reason::ClaimMismatch.is_insufficient_scope());
         for r in [

@@ -13,7 +13,7 @@
 //!    introspect
 //! 5. [`config`]   YAML → validated → [`core::model`]; errors name the field
 //! 6. [`ops`]      process state and snapshot building, reload, startup self-test, trace export
-//! 7. [`doors`]    front doors: gRPC Check, admin HTTP, admin gRPC
+//! 7. [`doors`]    front doors: gRPC Check, HTTP authorization API, admin HTTP, admin gRPC
 //! 8. [`server`]   listeners, limits, drain · [`tools`] CLI tools: explain, check-config, compat, lint
 //! 9. [`run`]      the one startup path (and [`run::RunningServer`] for tests)
 //!

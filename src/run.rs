@@ -63,6 +63,8 @@ pub struct RunOptions {
     pub grpc: Option<SocketAddr>,
     pub admin: Option<SocketAddr>,
     pub admin_grpc: Option<SocketAddr>,
+    /// The HTTP door's address instead of `listen.http` (serves it even when that is absent).
+    pub http: Option<SocketAddr>,
 }
 
 impl Default for RunOptions {
@@ -76,6 +78,7 @@ impl Default for RunOptions {
             grpc: None,
             admin: None,
             admin_grpc: None,
+            http: None,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct Started {
     pub admin_addr: SocketAddr,
     /// `None` when the admin gRPC port could not be bound (it is optional).
     pub admin_grpc_addr: Option<SocketAddr>,
+    /// The HTTP door (`listen.http`), when configured.
+    pub http_addr: Option<SocketAddr>,
     listeners: Listeners,
     limits: ListenLimits,
     options: RunOptions,
@@ -191,6 +196,11 @@ impl Started {
                 None
             }
         };
+        let http_at = options.http.or(listen.http);
+        let http = match http_at {
+            Some(addr) => Some(bind("listen.http", addr).await?),
+            None => None,
+        };
         let local = |l: &TcpListener, what: &'static str, addr: SocketAddr| {
             l.local_addr()
                 .map_err(|source| RunError::Bind { what, addr, source })
@@ -199,11 +209,16 @@ impl Started {
             grpc_addr: local(&grpc, "listen.grpc", listen.grpc)?,
             admin_addr: local(&admin, "listen.admin", listen.admin)?,
             admin_grpc_addr: admin_grpc.as_ref().and_then(|l| l.local_addr().ok()),
+            http_addr: match (&http, http_at) {
+                (Some(l), Some(at)) => Some(local(l, "listen.http", at)?),
+                _ => None,
+            },
             state,
             listeners: Listeners {
                 grpc,
                 admin,
                 admin_grpc,
+                http,
             },
             limits: listen.limits,
             options,
@@ -216,7 +231,12 @@ impl Started {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), RunError> {
-        tracing::info!(grpc = %self.grpc_addr, admin = %self.admin_addr, "serving");
+        match self.http_addr {
+            Some(http) => {
+                tracing::info!(grpc = %self.grpc_addr, admin = %self.admin_addr, http = %http, "serving")
+            }
+            None => tracing::info!(grpc = %self.grpc_addr, admin = %self.admin_addr, "serving"),
+        }
         // Hot reload: content changes of the config file (ConfigMap symlink swaps included)
         // and SIGHUP. A rejected config is logged and counted; the old one keeps serving.
         // A config from the environment (or given in memory) cannot change while we run.
@@ -359,6 +379,8 @@ pub struct RunningServer {
     pub admin_addr: SocketAddr,
     /// The admin gRPC API, always on 127.0.0.1 (a free port).
     pub admin_grpc_addr: SocketAddr,
+    /// The HTTP door, when the config sets `listen.http` (port 0 works).
+    pub http_addr: Option<SocketAddr>,
     pub state: Arc<ServerState>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     join: tokio::task::JoinHandle<Result<(), RunError>>,
@@ -391,6 +413,7 @@ impl RunningServer {
         let admin_grpc_addr = started
             .admin_grpc_addr
             .ok_or_else(|| std::io::Error::other("admin gRPC port not bound"))?;
+        let http_addr = started.http_addr;
         let state = started.state.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let join = tokio::spawn(started.serve(async move {
@@ -400,6 +423,7 @@ impl RunningServer {
             grpc_addr,
             admin_addr,
             admin_grpc_addr,
+            http_addr,
             state,
             stop: Some(tx),
             join,

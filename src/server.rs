@@ -55,6 +55,8 @@ const H2_MAX_FRAME: u32 = 16 * 1024;
 const H2_MAX_HEADER_LIST: u32 = 16 * 1024;
 /// HTTP/1 (admin): request line + headers; probes and scrapes send a few hundred bytes.
 const H1_MAX_BUF: usize = 16 * 1024;
+/// hyper's smallest allowed HTTP/1 read buffer (it panics below this).
+const H1_MIN_BUF: usize = 8192;
 /// The HTTP/2 client preface (RFC 9113 §3.4) that must arrive before the header read timeout.
 const H2_PREFACE_LEN: usize = 24;
 /// Accept-error back-off: starts here, doubles, resets on the next successful accept.
@@ -67,6 +69,8 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// The admin gRPC API (Explain, KeySets); optional (a busy loopback port only warns).
     pub admin_grpc: Option<TcpListener>,
+    /// The HTTP authorization API (`listen.http`, DESIGN §9); optional.
+    pub http: Option<TcpListener>,
 }
 
 /// Serve until `shutdown` completes, then drain (at most `drain_timeout`) and return.
@@ -104,11 +108,27 @@ pub async fn serve(
         h2_handler(grpc_routes, limits, limits.max_concurrent_streams),
     ));
 
+    // The HTTP door: same connection cap and head deadline as the Check port, stopped and
+    // drained with it (its Checks count in the same in-flight counter).
+    let http_task = listeners.http.map(|listener| {
+        let router = crate::doors::http::router(state.clone(), inflight.clone());
+        tokio::spawn(accept_loop(
+            listener,
+            limits.max_connections,
+            grpc_stop_rx.clone(),
+            h1_handler(router, limits, crate::doors::http::max_head_bytes(&limits)),
+        ))
+    });
+
     let admin_task = tokio::spawn(accept_loop(
         listeners.admin,
         ADMIN_MAX_CONNECTIONS,
         admin_stop_rx.clone(),
-        h1_handler(crate::doors::admin::router(state.clone()), limits),
+        h1_handler(
+            crate::doors::admin::router(state.clone()),
+            limits,
+            H1_MAX_BUF,
+        ),
     ));
     let admin_grpc_task = listeners.admin_grpc.map(|listener| {
         let routes = tonic::service::Routes::new(crate::doors::admin_grpc::AdminService::server(
@@ -165,6 +185,11 @@ pub async fn serve(
     }
     // Dropping the accept loop's JoinSet ends the connections that are left.
     grpc_task.abort();
+    if let Some(mut t) = http_task {
+        // Its Checks are drained above; give idle keep-alive connections their close.
+        let _ = tokio::time::timeout(FLUSH_GRACE, &mut t).await;
+        t.abort();
+    }
 
     let _ = admin_stop_tx.send(true);
     let mut admin_tasks: Vec<_> = std::iter::once(admin_task).chain(admin_grpc_task).collect();
@@ -304,13 +329,14 @@ fn h2_handler(
     })
 }
 
-/// HTTP/1 (admin) connections with a request-head deadline and a bounded head buffer.
-fn h1_handler(router: axum::Router, limits: ListenLimits) -> Handler {
+/// HTTP/1 (admin, HTTP door) connections with a request-head deadline and a bounded head
+/// buffer of `max_buf` bytes (a longer head is answered 431 by hyper).
+fn h1_handler(router: axum::Router, limits: ListenLimits, max_buf: usize) -> Handler {
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(H1_MAX_BUF);
+        .max_buf_size(max_buf.max(H1_MIN_BUF));
     let builder = Arc::new(builder);
     let service = TowerToHyperService::new(router);
     Arc::new(move |tcp, mut stop| {

@@ -580,7 +580,11 @@ async fn audit_mode_allows_and_keeps_the_real_deny() {
     );
     // the metric and the trace say audit_deny with the real reason
     let m = Metrics::new();
-    m.record_check(&d.bearer_at("/admin/x", &d.good(), T).await, 0.001);
+    m.record_check(
+        oidc_authz::observe::metrics::Api::Grpc,
+        &d.bearer_at("/admin/x", &d.good(), T).await,
+        0.001,
+    );
     assert_eq!(
         m.checks_count(
             "audit_deny",

@@ -203,6 +203,9 @@ async fn every_reason_code_through_a_real_check() {
     // The two introspection reasons need an introspection endpoint: tests/introspection.rs.
     covered.insert(Reason::TokenInactive);
     covered.insert(Reason::IntrospectionUnavailable);
+    // invalid_request exists only on the HTTP door (a /forward-auth request without a method or
+    // URI header; DESIGN §9): tests/http_door.rs.
+    covered.insert(Reason::InvalidRequest);
     // The four sender-constrained reasons need DPoP proofs and certificates: tests/binding.rs.
     covered.insert(Reason::InvalidDpopProof);
     covered.insert(Reason::UseDpopNonce);
@@ -635,10 +638,10 @@ async fn readiness_is_earned_and_health_and_metrics_are_served() {
         .await
         .unwrap();
     assert!(
-        text.contains(r#"oidc_authz_checks_total{client="",decision="deny",reason="authorization_header_missing",rule="api"} 1"#),
+        text.contains(r#"oidc_authz_checks_total{api="grpc",client="",decision="deny",reason="authorization_header_missing",rule="api"} 1"#),
         "{text}"
     );
-    assert!(text.contains("oidc_authz_check_duration_seconds_count 1"));
+    assert!(text.contains(r#"oidc_authz_check_duration_seconds_count{api="grpc"} 1"#));
     assert!(text.contains(
         "oidc_authz_jwks_fetches_total{key_set=\"http://127.0.0.1:1/realms/down\",result=\"error\"}"
     ));

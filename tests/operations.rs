@@ -555,10 +555,10 @@ async fn metrics_pass_promtool_and_move_with_the_scenario() {
         .await
         .unwrap();
     for want in [
-        r#"oidc_authz_checks_total{client="web",decision="allow",reason="",rule="api"} 3"#.to_string(),
-        r#"oidc_authz_checks_total{client="web",decision="deny",reason="token_expired",rule="api"} 1"#.to_string(),
-        r#"oidc_authz_checks_total{client="",decision="deny",reason="no_matching_rule",rule=""} 1"#.to_string(),
-        "oidc_authz_check_duration_seconds_count 5".to_string(),
+        r#"oidc_authz_checks_total{api="grpc",client="web",decision="allow",reason="",rule="api"} 3"#.to_string(),
+        r#"oidc_authz_checks_total{api="grpc",client="web",decision="deny",reason="token_expired",rule="api"} 1"#.to_string(),
+        r#"oidc_authz_checks_total{api="grpc",client="",decision="deny",reason="no_matching_rule",rule=""} 1"#.to_string(),
+        r#"oidc_authz_check_duration_seconds_count{api="grpc"} 5"#.to_string(),
         format!(r#"oidc_authz_jwks_fetches_total{{key_set="{}",result="ok"}} 1"#, idp.issuer),
         format!(r#"oidc_authz_jwks_keys{{key_set="{}"}} 1"#, idp.issuer),
         format!(r#"oidc_authz_jwks_last_success_timestamp_seconds{{key_set="{}"}}"#, idp.issuer),

@@ -22,8 +22,21 @@ impl Validator<'_> {
         let grpc = addr("listen.grpc", raw.grpc.take(), "0.0.0.0:9001");
         let admin = addr("listen.admin", raw.admin.take(), "0.0.0.0:9002");
         let admin_grpc = addr("listen.admin_grpc", raw.admin_grpc.take(), "127.0.0.1:9003");
+        let http = raw
+            .http
+            .take()
+            .map(|v| addr("listen.http", Some(v), "0.0.0.0:9004"));
         if grpc == admin && grpc.port() != 0 {
             self.err("listen.admin", "must differ from listen.grpc");
+        }
+        if let Some(h) = http
+            && h.port() != 0
+            && (h == grpc || h == admin || h == admin_grpc)
+        {
+            self.err(
+                "listen.http",
+                "must differ from listen.grpc, listen.admin and listen.admin_grpc",
+            );
         }
         if !admin_grpc.ip().is_loopback() {
             self.err(
@@ -36,6 +49,7 @@ impl Validator<'_> {
             grpc,
             admin,
             admin_grpc,
+            http,
             limits,
         }
     }

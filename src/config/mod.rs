@@ -520,6 +520,32 @@ default: authenticated
     }
 
     #[test]
+    fn listen_http_is_optional_and_validated() {
+        let c = parse_with_env(GOOD, &|_| None).unwrap();
+        assert_eq!(c.listen.http, None);
+        let listen = "listen: { grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002 }";
+        let c = parse_with_env(
+            &with(
+                listen,
+                "listen: { grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002, http: 127.0.0.1:9004 }",
+            ),
+            &|_| None,
+        )
+        .unwrap();
+        assert_eq!(c.listen.http, Some("127.0.0.1:9004".parse().unwrap()));
+        for http in ["nope", "127.0.0.1:9001", "127.0.0.1:9002"] {
+            let errs = errors(&with(
+                listen,
+                &format!("listen: {{ grpc: 127.0.0.1:9001, admin: 127.0.0.1:9002, http: {http} }}"),
+            ));
+            assert!(
+                errs.iter().any(|e| e.contains("listen.http")),
+                "{http}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
     fn listen_limits_have_defaults_and_are_validated() {
         let c = parse_with_env(GOOD, &|_| None).unwrap();
         assert_eq!(c.listen.limits, ListenLimits::default());

@@ -61,6 +61,8 @@ pub(crate) struct RawListen {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) admin_grpc: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) http: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_connections: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) max_concurrent_streams: Option<u32>,

@@ -32,6 +32,8 @@ pub struct Listen {
     pub admin: SocketAddr,
     /// The admin gRPC API (Explain, KeySets); loopback only.
     pub admin_grpc: SocketAddr,
+    /// The HTTP authorization API (`/forward-auth`, `/ext-authz/…`, DESIGN §9); absent = off.
+    pub http: Option<SocketAddr>,
     /// Transport limits of the gRPC Check port (docs/configuration.md, docs/security-transport.md).
     pub limits: ListenLimits,
 }

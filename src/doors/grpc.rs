@@ -20,9 +20,11 @@ use envoy_types::pb::google::rpc;
 
 use crate::core::check::{self, CheckInput, lower_name};
 use crate::core::token::Headers;
-use crate::decision::DpopChallenge;
-use crate::decision::{Allow, Decision, DenyKind, Reason};
+use crate::decision::{Allow, Answer, Decision, DenyAnswer, DenyKind, Reason};
+use crate::observe::metrics::Api;
 use crate::ops::state::ServerState;
+
+use super::{clean_request_id, finish, run_sampled};
 
 /// The Authorization service; cheap to clone (shares the server state).
 #[derive(Clone)]
@@ -42,10 +44,10 @@ pub struct InFlight {
 }
 
 /// Counts one Check while alive.
-struct InFlightGuard<'a>(&'a InFlight);
+pub(crate) struct InFlightGuard<'a>(&'a InFlight);
 
 impl InFlight {
-    fn enter(&self) -> InFlightGuard<'_> {
+    pub(crate) fn enter(&self) -> InFlightGuard<'_> {
         self.count.fetch_add(1, Ordering::AcqRel);
         InFlightGuard(self)
     }
@@ -205,65 +207,14 @@ impl Authorization for AuthzService {
                 self.decide(&req).await
             }
         };
-        let (decision, traced) = match traced {
-            None => (decide.await, None),
-            Some(t) => {
-                let (d, cache_hit) = t.run(decide).await;
-                (d, Some((t, cache_hit)))
-            }
-        };
-        if let Some((t, cache_hit)) = traced {
-            t.finish(&decision, cache_hit, "grpc");
-        }
-        let elapsed = started.elapsed();
-        self.state
-            .metrics
-            .record_check(&decision, elapsed.as_secs_f64());
-        // No span per Check: with the JSON formatter a span formats its fields on creation and on
-        // every record, which cost ~12% of a warm Check's CPU (perf, docs/performance.md). The
-        // events below carry every field themselves.
-        match &decision {
-            Decision::Allow(a) if a.audit.is_some() => {
-                let deny = a.audit.as_ref().map(|d| (d.reason.code(), d.detail));
-                let (reason, detail) = deny.unwrap_or_default();
-                // `mode: audit`: logged like a deny, answered as an allow.
-                tracing::info!(
-                    request_id = request_id(&req),
-                    decision = "audit_deny",
-                    client = a.client.as_deref().unwrap_or(""),
-                    rule = %a.rule,
-                    reason,
-                    detail,
-                    latency_us = elapsed.as_micros() as u64,
-                    "audit_deny"
-                );
-            }
-            Decision::Allow(a) => {
-                tracing::debug!(
-                    request_id = request_id(&req),
-                    decision = "allow",
-                    client = a.client.as_deref().unwrap_or(""),
-                    rule = %a.rule,
-                    latency_us = elapsed.as_micros() as u64,
-                    "allow"
-                );
-            }
-            Decision::Deny {
-                deny, rule, client, ..
-            } => {
-                // One line per deny. Never the token or a header value: only config-bounded names.
-                tracing::info!(
-                    request_id = request_id(&req),
-                    decision = "deny",
-                    client = client.as_deref().unwrap_or(""),
-                    rule = rule.as_deref().unwrap_or(""),
-                    reason = deny.reason.code(),
-                    detail = deny.detail,
-                    latency_us = elapsed.as_micros() as u64,
-                    "deny"
-                );
-            }
-        }
+        let decision = run_sampled(traced, decide, Api::Grpc).await;
+        finish(
+            &self.state,
+            Api::Grpc,
+            &decision,
+            started.elapsed(),
+            request_id(&req),
+        );
         Ok(tonic::Response::new(response(decision)))
     }
 }
@@ -318,23 +269,15 @@ fn request_id(req: &CheckRequest) -> &str {
                     })
             })
         });
-    let id = from_header.unwrap_or(http.id.as_str());
-    if id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
-        id
-    } else {
-        "invalid"
-    }
+    clean_request_id(from_header.unwrap_or(http.id.as_str()))
 }
 
-/// Decision → CheckResponse (consumes the decision: its strings move into the answer).
+/// Decision → CheckResponse (consumes the decision: its strings move into the answer). The
+/// answer itself (status, body, headers) is built once for every door: [`Decision::into_answer`].
 pub fn response(decision: Decision) -> CheckResponse {
-    match decision {
-        Decision::Allow(a) => allow_response(a),
-        Decision::Deny {
-            deny,
-            token_presented,
-            ..
-        } => deny_response_with(deny.reason, token_presented, deny.dpop.as_deref()),
+    match decision.into_answer() {
+        Answer::Allow(a) => allow_response(a),
+        Answer::Deny(d) => deny_answer_response(d),
     }
 }
 
@@ -388,92 +331,33 @@ pub fn allow_response(a: Allow) -> CheckResponse {
 /// Deny: gRPC status, HTTP status, JSON body `{code, description}`, `x-authz-reason`, and the
 /// RFC 6750 challenge on 401 (and on 403 for role/scope failures).
 pub fn deny_response(reason: Reason, token_presented: bool) -> CheckResponse {
-    deny_response_with(reason, token_presented, None)
+    deny_answer_response(DenyAnswer::new(reason, token_presented))
 }
 
-/// [`deny_response`] with the DPoP challenge of DESIGN §10: `WWW-Authenticate` carries
-/// `DPoP realm, [error, error_description,] algs` after the Bearer challenge (one header value:
-/// Envoy would let a second `www-authenticate` overwrite the first), and `use_dpop_nonce` adds a
-/// fresh `DPoP-Nonce`.
-pub fn deny_response_with(
-    reason: Reason,
-    token_presented: bool,
-    dpop: Option<&DpopChallenge>,
-) -> CheckResponse {
-    let (grpc, http) = match reason.kind() {
+/// A [`DenyAnswer`] as a CheckResponse: the gRPC code for the reason's kind, the rest as is
+/// (the DPoP challenge and `DPoP-Nonce` of DESIGN §10 included, built in `decision`).
+fn deny_answer_response(d: DenyAnswer) -> CheckResponse {
+    let (grpc, http) = match d.reason.kind() {
         DenyKind::Unauthenticated => (tonic::Code::Unauthenticated, HttpStatusCode::Unauthorized),
         DenyKind::Forbidden => (tonic::Code::PermissionDenied, HttpStatusCode::Forbidden),
         DenyKind::Unavailable => (tonic::Code::Unavailable, HttpStatusCode::ServiceUnavailable),
         DenyKind::BadRequest => (tonic::Code::InvalidArgument, HttpStatusCode::BadRequest),
     };
-    let body =
-        serde_json::json!({"code": reason.code(), "description": reason.description()}).to_string();
-    let mut headers = vec![
-        header("content-type", "application/json"),
-        header("x-authz-reason", reason.code()),
-    ];
-    if let Some(challenge) = challenge_with(reason, token_presented, dpop) {
-        headers.push(header("www-authenticate", challenge));
-    }
-    if let Some(nonce) = dpop.and_then(|d| d.nonce.as_deref()) {
-        headers.push(header("dpop-nonce", nonce));
-    }
     CheckResponse {
         status: Some(rpc::Status {
             code: grpc as i32,
-            message: reason.code().to_owned(),
+            message: d.reason.code().to_owned(),
             details: Vec::new(),
         }),
         dynamic_metadata: None,
         http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
             status: Some(HttpStatus { code: http as i32 }),
-            headers,
-            body,
+            headers: d.headers.into_iter().map(|(k, v)| header(k, v)).collect(),
+            body: d.body,
         })),
     }
 }
 
-/// The `WWW-Authenticate` value with the DPoP challenge (RFC 9449 §7.1) after the Bearer one.
-/// When the proof was the problem, the Bearer challenge carries no `error` (the token is fine)
-/// and the DPoP challenge carries `error` and `error_description`.
-pub fn challenge_with(
-    reason: Reason,
-    token_presented: bool,
-    dpop: Option<&DpopChallenge>,
-) -> Option<String> {
-    let Some(d) = dpop else {
-        return challenge(reason, token_presented);
-    };
-    let mut value = if d.error.is_some() {
-        "Bearer realm=\"oidc-authz\"".to_owned()
-    } else {
-        challenge(reason, token_presented).unwrap_or_else(|| "Bearer realm=\"oidc-authz\"".into())
-    };
-    value.push_str(", DPoP realm=\"oidc-authz\"");
-    if let Some(e) = d.error {
-        value.push_str(&format!(
-            ", error=\"{}\", error_description=\"{}\"",
-            e.code(),
-            e.description()
-        ));
-    }
-    value.push_str(&format!(", algs=\"{}\"", d.algs));
-    Some(value)
-}
-
-/// RFC 6750 §3 `WWW-Authenticate` value, if this deny carries one.
-pub fn challenge(reason: Reason, token_presented: bool) -> Option<String> {
-    const REALM: &str = "Bearer realm=\"oidc-authz\"";
-    match reason.kind() {
-        DenyKind::Unauthenticated if token_presented => Some(format!(
-            "{REALM}, error=\"invalid_token\", error_description=\"{}\"",
-            reason.description()
-        )),
-        DenyKind::Unauthenticated => Some(REALM.to_owned()),
-        DenyKind::Forbidden if reason.is_insufficient_scope() => Some(format!(
-            "{REALM}, error=\"insufficient_scope\", error_description=\"{}\"",
-            reason.description()
-        )),
-        _ => None,
-    }
-}
+/// RFC 6750 §3 `WWW-Authenticate` value, if this deny carries one, and the same with the DPoP
+/// challenge of DESIGN §10 (both built in `decision`, shared by every door).
+pub use crate::decision::{challenge, challenge_with};

@@ -4,8 +4,8 @@
 //! never request data.
 
 use prometheus::{
-    Encoder, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
-    Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 use std::hash::BuildHasher;
@@ -13,8 +13,40 @@ use std::sync::Arc;
 
 use crate::decision::Decision;
 
+/// The front door a Check came through: the `api` label of `checks_total` and
+/// `check_duration_seconds`, and a field of every Check log line (DESIGN §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// The ext_authz gRPC Check.
+    Grpc,
+    /// The HTTP door's `/ext-authz/…` (Envoy `http_service`).
+    EnvoyHttp,
+    /// The HTTP door's `/forward-auth` (nginx, Traefik, Caddy).
+    ForwardAuth,
+}
+
+impl Api {
+    pub const ALL: [Api; 3] = [Api::Grpc, Api::EnvoyHttp, Api::ForwardAuth];
+
+    pub const fn label(self) -> &'static str {
+        match self {
+            Api::Grpc => "grpc",
+            Api::EnvoyHttp => "envoy_http",
+            Api::ForwardAuth => "forward_auth",
+        }
+    }
+
+    const fn index(self) -> usize {
+        match self {
+            Api::Grpc => 0,
+            Api::EnvoyHttp => 1,
+            Api::ForwardAuth => 2,
+        }
+    }
+}
+
 struct CheckHandle {
-    labels: [String; 4],
+    labels: [String; 5],
     counter: IntCounter,
 }
 
@@ -24,7 +56,8 @@ pub struct Metrics {
     /// `checks_total` handles, resolved once per label set and then read lock-free.
     check_handles: papaya::HashMap<u64, Arc<CheckHandle>>,
     handle_keys: foldhash::fast::RandomState,
-    check_duration: Histogram,
+    /// `check_duration_seconds` per [`Api`] (by [`Api::index`]), resolved at start.
+    check_duration: [Histogram; 3],
     jwks_fetches: IntCounterVec,
     jwks_keys: IntGaugeVec,
     jwks_last_success: IntGaugeVec,
@@ -67,17 +100,21 @@ impl Metrics {
         let checks = IntCounterVec::new(
             opts(
                 "checks_total",
-                "Check decisions by outcome, reason, client and rule.",
+                "Check decisions by front door, outcome, reason, client and rule.",
             ),
-            &["decision", "reason", "client", "rule"],
+            &["api", "decision", "reason", "client", "rule"],
         )?;
-        let check_duration = Histogram::with_opts(
-            HistogramOpts::new("check_duration_seconds", "Time to decide one Check.")
-                .namespace("oidc_authz")
-                .buckets(vec![
-                    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25,
-                    1.0, 5.0,
-                ]),
+        let check_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "check_duration_seconds",
+                "Time to decide one Check, by front door.",
+            )
+            .namespace("oidc_authz")
+            .buckets(vec![
+                0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
+                5.0,
+            ]),
+            &["api"],
         )?;
         let jwks_fetches = IntCounterVec::new(
             opts("jwks_fetches_total", "Key set fetches by result."),
@@ -167,7 +204,7 @@ impl Metrics {
             checks,
             check_handles: papaya::HashMap::new(),
             handle_keys: foldhash::fast::RandomState::default(),
-            check_duration,
+            check_duration: Api::ALL.map(|a| check_duration.with_label_values(&[a.label()])),
             jwks_fetches,
             jwks_keys,
             jwks_last_success,
@@ -183,7 +220,9 @@ impl Metrics {
         })
     }
 
-    pub fn record_check(&self, decision: &Decision, seconds: f64) {
+    /// Count one Check of the front door `api` and observe its duration. Lock-free once the
+    /// label set has been seen (no per-Check label lookup in the registry).
+    pub fn record_check(&self, api: Api, decision: &Decision, seconds: f64) {
         let (d, reason, client, rule) = match decision {
             Decision::Allow(a) => (
                 if a.audit.is_some() {
@@ -204,7 +243,7 @@ impl Metrics {
                 rule.as_deref().unwrap_or(""),
             ),
         };
-        let labels = [d, reason, client, rule];
+        let labels = [api.label(), d, reason, client, rule];
         let key = self.handle_keys.hash_one(labels);
         let guard = self.check_handles.guard();
         match self.check_handles.get(&key, &guard) {
@@ -222,7 +261,7 @@ impl Metrics {
                 self.check_handles.insert(key, Arc::new(handle), &guard);
             }
         }
-        self.check_duration.observe(seconds);
+        self.check_duration[api.index()].observe(seconds);
     }
 
     /// A key set is in the config: its series exist from now on, at 0 until events move them
@@ -310,11 +349,16 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// The value of `oidc_authz_checks_total` for one label set (tests, explain).
+    /// The value of `oidc_authz_checks_total` for one label set, summed over the front doors
+    /// (tests, explain). Creates no series.
     pub fn checks_count(&self, decision: &str, reason: &str, client: &str, rule: &str) -> u64 {
-        self.checks
-            .with_label_values(&[decision, reason, client, rule])
-            .get()
+        let want = [decision, reason, client, rule];
+        let guard = self.check_handles.guard();
+        self.check_handles
+            .values(&guard)
+            .filter(|h| h.labels[1..].iter().map(String::as_str).eq(want))
+            .map(|h| h.counter.get())
+            .sum()
     }
 
     pub fn jwks_fetch_count(&self, key_set: &str, ok: bool) -> u64 {
@@ -340,6 +384,21 @@ mod tests {
         assert!(text.contains("oidc_authz_jwks_fetches_total{key_set=\"k\",result=\"ok\"} 1"));
         assert!(text.contains("# TYPE oidc_authz_check_duration_seconds histogram"));
         assert!(text.contains("oidc_authz_trace_export_errors_total 0"));
+        let deny = Decision::Deny {
+            deny: crate::decision::Deny::new(crate::decision::Reason::InvalidRequest, "test"),
+            rule: None,
+            client: None,
+            token_presented: false,
+        };
+        m.record_check(Api::ForwardAuth, &deny, 0.001);
+        m.record_check(Api::Grpc, &deny, 0.001);
+        assert_eq!(m.checks_count("deny", "invalid_request", "", ""), 2);
+        let text = m.render();
+        assert!(text.contains(r#"oidc_authz_checks_total{api="forward_auth",client="",decision="deny",reason="invalid_request",rule=""} 1"#), "{text}");
+        assert!(
+            text.contains(r#"oidc_authz_check_duration_seconds_count{api="grpc"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]
