@@ -13,68 +13,9 @@
 //! Cost: a second decision per Check (a warm one after the first sight of a token; measured in
 //! docs/performance.md). Nothing at all when no shadow config is set (one atomic load).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
-
-use crate::config::{Config, ConfigErrors};
-use crate::core::binding::ReplayMemory;
-use crate::core::cache::TokenCache;
 use crate::core::check::{self, CheckInput};
-use crate::core::snapshot::Snapshot;
 use crate::decision::Decision;
-use crate::ops::state::{REPLAY_CAPACITY, ServerState, build_snapshot};
-use crate::outside::jwks::KeyRegistry;
-
-/// At most one disagreement line per this many milliseconds (the counter counts them all).
-const LOG_EVERY_MS: u64 = 1000;
-
-/// The candidate config, ready to decide.
-pub struct Shadow {
-    pub snapshot: Arc<Snapshot>,
-    cache: TokenCache,
-    replay: ReplayMemory,
-    epoch: Instant,
-    /// Milliseconds since `epoch` of the last line logged (`u64::MAX`: none yet).
-    last_log_ms: AtomicU64,
-    /// Disagreements not logged since the last line.
-    suppressed: AtomicU64,
-}
-
-impl Shadow {
-    /// Validate-and-build, key sets shared through `registry`.
-    pub fn build(
-        config: Config,
-        registry: &KeyRegistry,
-        generation: u64,
-    ) -> Result<Self, ConfigErrors> {
-        let cache = TokenCache::new(config.cache);
-        let snapshot = build_snapshot(config, registry, generation)?;
-        Ok(Shadow {
-            snapshot: Arc::new(snapshot),
-            cache,
-            replay: ReplayMemory::new(REPLAY_CAPACITY, 64),
-            epoch: Instant::now(),
-            last_log_ms: AtomicU64::new(u64::MAX),
-            suppressed: AtomicU64::new(0),
-        })
-    }
-
-    /// True when this disagreement may be logged (one per `LOG_EVERY_MS`); returns how many
-    /// were suppressed since the last line.
-    fn may_log(&self) -> Option<u64> {
-        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
-        let last = self.last_log_ms.load(Ordering::Relaxed);
-        if last != u64::MAX && now.saturating_sub(last) < LOG_EVERY_MS {
-            self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return None;
-        }
-        self.last_log_ms
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .ok()
-            .map(|_| self.suppressed.swap(0, Ordering::Relaxed))
-    }
-}
+use crate::ops::state::ServerState;
 
 /// A decision as metrics and logs name it: (decision, reason, rule, client).
 fn outcome(d: &Decision) -> (&'static str, &'static str, &str, &str) {
@@ -114,9 +55,9 @@ pub async fn observe(state: &ServerState, input: &CheckInput<'_>, now: i64, live
     };
     let decision = crate::observe::spans::outside_the_check(check::decide_bound(
         &shadow.snapshot,
-        Some(&shadow.cache),
+        Some(shadow.cache()),
         None,
-        Some(&shadow.replay),
+        Some(shadow.replay()),
         input,
         now,
     ))

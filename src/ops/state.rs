@@ -3,10 +3,13 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 
 use crate::config::{Config, ConfigError, ConfigErrors, KeySource};
+use crate::core::binding::ReplayMemory;
+use crate::core::cache::TokenCache;
 use crate::core::ports::{Introspect, KeyProvider};
 use crate::core::snapshot::{Client, Snapshot};
 use crate::observe::metrics::Metrics;
@@ -30,7 +33,7 @@ pub struct ServerState {
     pub replay: crate::core::binding::ReplayMemory,
     /// The `--shadow-config` candidate, if any (ops::shadow): decided beside the live config,
     /// never answered from.
-    shadow: ArcSwapOption<crate::ops::shadow::Shadow>,
+    shadow: ArcSwapOption<Shadow>,
     draining: AtomicBool,
     generation: AtomicU64,
 }
@@ -100,13 +103,13 @@ impl ServerState {
     /// its reloads). It shares key sets with the live config where the source is the same.
     pub fn set_shadow(&self, config: Config) -> Result<u64, ConfigErrors> {
         let generation = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let shadow = crate::ops::shadow::Shadow::build(config, &self.registry, generation)?;
+        let shadow = Shadow::build(config, &self.registry, generation)?;
         self.shadow.store(Some(Arc::new(shadow)));
         Ok(generation)
     }
 
     /// The shadow config, if one is set (one atomic load).
-    pub fn shadow(&self) -> Option<Arc<crate::ops::shadow::Shadow>> {
+    pub fn shadow(&self) -> Option<Arc<Shadow>> {
         self.shadow.load_full()
     }
 
@@ -166,4 +169,64 @@ pub fn build_snapshot(
         return Err(ConfigErrors(errors));
     }
     Ok(Snapshot::new(config, clients, generation))
+}
+
+/// At most one disagreement line per this many milliseconds (the counter counts them all).
+const LOG_EVERY_MS: u64 = 1000;
+
+/// The `--shadow-config` candidate, ready to decide (`ops::shadow` decides with it).
+pub struct Shadow {
+    pub snapshot: Arc<Snapshot>,
+    cache: TokenCache,
+    replay: ReplayMemory,
+    epoch: Instant,
+    /// Milliseconds since `epoch` of the last line logged (`u64::MAX`: none yet).
+    last_log_ms: AtomicU64,
+    /// Disagreements not logged since the last line.
+    suppressed: AtomicU64,
+}
+
+impl Shadow {
+    /// Validate-and-build, key sets shared through `registry`.
+    pub fn build(
+        config: Config,
+        registry: &KeyRegistry,
+        generation: u64,
+    ) -> Result<Self, ConfigErrors> {
+        let cache = TokenCache::new(config.cache);
+        let snapshot = build_snapshot(config, registry, generation)?;
+        Ok(Shadow {
+            snapshot: Arc::new(snapshot),
+            cache,
+            replay: ReplayMemory::new(REPLAY_CAPACITY, 64),
+            epoch: Instant::now(),
+            last_log_ms: AtomicU64::new(u64::MAX),
+            suppressed: AtomicU64::new(0),
+        })
+    }
+
+    /// Its own token cache (entries are per config).
+    pub fn cache(&self) -> &TokenCache {
+        &self.cache
+    }
+
+    /// Its own DPoP replay memory (the live decision has just recorded the proof).
+    pub fn replay(&self) -> &ReplayMemory {
+        &self.replay
+    }
+
+    /// True when this disagreement may be logged (one per `LOG_EVERY_MS`); returns how many
+    /// were suppressed since the last line.
+    pub fn may_log(&self) -> Option<u64> {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let last = self.last_log_ms.load(Ordering::Relaxed);
+        if last != u64::MAX && now.saturating_sub(last) < LOG_EVERY_MS {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.last_log_ms
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| self.suppressed.swap(0, Ordering::Relaxed))
+    }
 }
