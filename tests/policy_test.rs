@@ -111,10 +111,12 @@ fn errors_in_a_tests_file_name_the_test_and_the_field_with_exit_2() {
     let r = test_cmd("tests/fixtures/policy/bad-yaml.yaml", &[]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);
     assert!(
-        r.stderr.contains("bad-yaml.yaml: not valid YAML"),
+        r.stderr
+            .contains("bad-yaml.yaml: tests[0] \"unterminated\": not valid YAML"),
         "{}",
         r.stderr
     );
+    assert!(r.stderr.contains("line 4 column 1"), "{}", r.stderr);
 
     let r = test_cmd("tests/fixtures/policy/no-such-file.yaml", &[]);
     assert_eq!(r.code, 2, "{}{}", r.stdout, r.stderr);

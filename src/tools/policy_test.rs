@@ -151,7 +151,14 @@ fn scalar(v: &Yaml) -> Result<Option<String>, String> {
 /// Parse and validate a tests file against `config`: every test, or every error found, each
 /// naming the test (`tests[i] "name"`) and the field.
 pub fn parse(text: &str, config: &Config) -> Result<Vec<Case>, Vec<String>> {
-    let doc: Yaml = serde_yaml::from_str(text).map_err(|e| vec![format!("not valid YAML: {e}")])?;
+    let doc: Yaml = serde_yaml::from_str(text).map_err(|e| {
+        let near = e
+            .location()
+            .and_then(|l| test_near_line(text, l.line()))
+            .map(|(i, name)| format!("tests[{i}] \"{name}\": "))
+            .unwrap_or_default();
+        vec![format!("{near}not valid YAML: {e}")]
+    })?;
     let Yaml::Mapping(top) = doc else {
         return Err(vec![
             "the file must be a mapping with a `tests` list".to_owned(),
@@ -210,6 +217,21 @@ pub fn parse(text: &str, config: &Config) -> Result<Vec<Case>, Vec<String>> {
     } else {
         Err(errors)
     }
+}
+
+/// The test a broken file was in at `line` (1-based), going by its `- name:` lines: (index,
+/// name). A guess for the error message only.
+fn test_near_line(text: &str, line: usize) -> Option<(usize, String)> {
+    let mut found = None;
+    let mut i = 0;
+    for l in text.lines().take(line) {
+        if let Some(rest) = l.trim_start().strip_prefix("- name:") {
+            let name = rest.trim().trim_matches(|c| c == '"' || c == '\'');
+            found = Some((i, name.to_owned()));
+            i += 1;
+        }
+    }
+    found
 }
 
 fn key_text(k: &Yaml) -> String {
@@ -1116,8 +1138,17 @@ mod tests {
     #[test]
     fn bad_yaml_says_where() {
         let e = one_error("tests:\n  - name: [unclosed\n");
-        assert!(e.starts_with("not valid YAML"), "{e}");
+        assert!(
+            e.starts_with("tests[0] \"[unclosed\": not valid YAML"),
+            "{e}"
+        );
         assert!(e.contains("line"), "{e}");
+        let e = one_error(
+            "tests:\n  - name: first\n    request: { path: / }\n    expect: { decision: deny }\n  - name: second\n    request: { path: / \n    expect: { decision: deny }\n",
+        );
+        assert!(e.starts_with("tests[1] \"second\": not valid YAML"), "{e}");
+        let e = one_error("tests: [\n");
+        assert!(e.starts_with("not valid YAML"), "{e}");
     }
 
     fn run(yaml: &str) -> Vec<Outcome> {
