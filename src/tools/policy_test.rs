@@ -585,6 +585,7 @@ impl Harness {
                     failures: vec![format!("cannot start the runtime: {e}")],
                     got: String::new(),
                     rule: None,
+                    reason: None,
                     trace: Vec::new(),
                     duration: started.elapsed(),
                 };
@@ -597,6 +598,7 @@ impl Harness {
             failures,
             got: answer.summary(&decision),
             rule: rule_of(&decision),
+            reason: decision.reason(),
             trace: trace
                 .steps()
                 .iter()
@@ -753,6 +755,8 @@ pub struct Outcome {
     /// What the config answered, in one line.
     pub got: String,
     pub rule: Option<String>,
+    /// The deny's reason (`None`: allowed).
+    pub reason: Option<Reason>,
     /// The decision trace (shown for failed tests).
     pub trace: Vec<String>,
     pub duration: Duration,
@@ -778,7 +782,7 @@ pub fn coverage<'a>(config: &Config, outcomes: impl Iterator<Item = &'a Outcome>
                 None => default_hits += 1,
             },
             // no rule matched under `default: deny` (or the path was invalid)
-            None if o.got.contains(Reason::NoMatchingRule.code()) => default_hits += 1,
+            None if o.reason == Some(Reason::NoMatchingRule) => default_hits += 1,
             None => {}
         }
     }
@@ -1215,6 +1219,7 @@ mod tests {
             failures: vec!["x\u{1}y".into()],
             got: "deny".into(),
             rule: None,
+            reason: None,
             trace: vec![],
             duration: Duration::from_millis(2),
         };
