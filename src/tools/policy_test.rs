@@ -73,8 +73,8 @@ struct TokenSpec {
 /// The token a test sends, resolved against the config.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenPlan {
-    /// Mint a token for `clients[client]` with these claims (`iss`, `aud`, `iat`, `exp` filled
-    /// from the client unless given).
+    /// Mint a token for `clients[client]` with these claims (`iss`, `aud`, `azp` when the client
+    /// lists `authorized_parties`, `iat`, `exp` filled from the client unless given).
     Claims {
         client: usize,
         claims: Map<String, Json>,
@@ -538,6 +538,9 @@ impl Harness {
             .or_insert_with(|| Json::from(c.issuer.clone()));
         if let Some(aud) = c.audiences.first() {
             all.entry("aud").or_insert_with(|| Json::from(aud.clone()));
+        }
+        if let Some(azp) = c.authorized_parties.as_ref().and_then(|a| a.first()) {
+            all.entry("azp").or_insert_with(|| Json::from(azp.clone()));
         }
         all.entry("iat").or_insert_with(|| Json::from(now));
         all.entry("exp")
@@ -1168,6 +1171,25 @@ mod tests {
             "tests:\n  - name: editor writes\n    request: { method: POST, path: /api/x }\n    token: { client: web, claims: { sub: alice, roles: [editor] } }\n    expect: { decision: allow, status: 200, rule: write, headers: { x-auth-subject: alice, x-authz-client: web } }\n  - name: reader cannot write\n    request: { method: POST, path: /api/x }\n    token: { client: web, claims: { sub: bob } }\n    expect: { decision: deny, status: 403, reason: missing_required_roles, headers: { x-authz-reason: missing_required_roles } }\n  - name: expired\n    request: { path: /api/x }\n    token: { client: admin, claims: { exp: 1000 } }\n    expect: { decision: deny, status: 401, reason: token_expired }\n  - name: garbage\n    request: { path: /api/x }\n    token: { raw: abc }\n    expect: { decision: deny, reason: token_malformed }\n  - name: nothing matches\n    request: { path: /other }\n    expect: { decision: deny, status: 403, reason: no_matching_rule }\n",
         );
         for o in &out {
+            assert!(o.passed(), "{}: {:?} (got {})", o.name, o.failures, o.got);
+        }
+    }
+
+    #[test]
+    fn minted_tokens_carry_azp_and_typ_when_the_client_demands_them() {
+        let config = crate::config::parse(
+            "clients:\n  - {name: m2m, issuer: https://idp.example.org, audiences: [api], jwks_uri: https://idp.example.org/keys, authorized_parties: [svc-a], require_typ: at+jwt, algorithms: [EdDSA]}\nrules:\n  - {name: api, match: {prefix: /api}}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let h = Harness::new(config).unwrap();
+        let cases = parse(
+            "tests:\n  - name: filled in\n    request: { path: /api }\n    token: { claims: { sub: svc } }\n    expect: { decision: allow, headers: { x-authz-client: m2m } }\n  - name: another party\n    request: { path: /api }\n    token: { claims: { azp: svc-b } }\n    expect: { decision: deny, status: 401 }\n",
+            h.config(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let now = crate::testkit::now();
+        for c in &cases {
+            let o = h.run(c, now);
             assert!(o.passed(), "{}: {:?} (got {})", o.name, o.failures, o.got);
         }
     }
