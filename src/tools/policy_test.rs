@@ -83,12 +83,14 @@ pub enum TokenPlan {
     Raw(String),
 }
 
-/// `allow` or `deny`.
+/// `allow`, `deny`, or `audit_deny`: a `mode: audit` rule would have denied and the request is
+/// allowed all the same (the labels of `oidc_authz_checks_total{decision}`).
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Allow,
     Deny,
+    AuditDeny,
 }
 
 impl Verdict {
@@ -96,7 +98,24 @@ impl Verdict {
         match self {
             Verdict::Allow => "allow",
             Verdict::Deny => "deny",
+            Verdict::AuditDeny => "audit_deny",
         }
+    }
+
+    fn of(d: &Decision) -> Verdict {
+        match d {
+            Decision::Allow(a) if a.audit.is_some() => Verdict::AuditDeny,
+            Decision::Allow(_) => Verdict::Allow,
+            Decision::Deny { .. } => Verdict::Deny,
+        }
+    }
+}
+
+/// The deny's reason, or the reason a `mode: audit` rule would have denied with.
+fn reason_of(d: &Decision) -> Option<Reason> {
+    match d {
+        Decision::Allow(a) => a.audit.as_ref().map(|x| x.reason),
+        Decision::Deny { deny, .. } => Some(deny.reason),
     }
 }
 
@@ -394,7 +413,7 @@ fn expectation(spec: ExpectSpec) -> Result<Expect, (String, String)> {
     if spec.decision == Verdict::Allow && reason.is_some() {
         return Err((
             "expect.reason".into(),
-            "an allow has no reason (expect `decision: deny`?)".into(),
+            "an allow has no reason (expect `decision: deny` or `audit_deny`?)".into(),
         ));
     }
     if let Some(s) = spec.status
@@ -601,7 +620,7 @@ impl Harness {
             failures,
             got: answer.summary(&decision),
             rule: rule_of(&decision),
-            reason: decision.reason(),
+            reason: reason_of(&decision),
             trace: trace
                 .steps()
                 .iter()
@@ -688,8 +707,13 @@ impl Answer {
         let rule = rule_of(d).unwrap_or_else(|| "-".into());
         match d {
             Decision::Allow(a) => format!(
-                "allow {} (rule {rule}, client {})",
+                "{} {}{} (rule {rule}, client {})",
+                Verdict::of(d).name(),
                 self.status,
+                a.audit
+                    .as_ref()
+                    .map(|x| format!(" {}", x.reason.code()))
+                    .unwrap_or_default(),
                 a.client.as_deref().unwrap_or("-")
             ),
             Decision::Deny { deny, client, .. } => format!(
@@ -705,11 +729,12 @@ impl Answer {
 /// Every way the answer differs from the expectation (empty: the test passes).
 fn compare(e: &Expect, d: &Decision, a: &Answer) -> Vec<String> {
     let mut out = Vec::new();
-    let got = if d.is_allow() { "allow" } else { "deny" };
-    if e.decision.name() != got {
+    let got = Verdict::of(d);
+    if e.decision != got {
         out.push(format!(
-            "decision: expected {}, got {got}",
-            e.decision.name()
+            "decision: expected {}, got {}",
+            e.decision.name(),
+            got.name()
         ));
     }
     if let Some(s) = e.status
@@ -718,12 +743,12 @@ fn compare(e: &Expect, d: &Decision, a: &Answer) -> Vec<String> {
         out.push(format!("status: expected {s}, got {}", a.status));
     }
     if let Some(r) = e.reason
-        && d.reason() != Some(r)
+        && reason_of(d) != Some(r)
     {
         out.push(format!(
             "reason: expected {}, got {}",
             r.code(),
-            d.reason().map_or("none (allowed)", Reason::code)
+            reason_of(d).map_or("none (allowed)", Reason::code)
         ));
     }
     if let Some(r) = &e.rule {
@@ -1192,6 +1217,45 @@ mod tests {
             let o = h.run(c, now);
             assert!(o.passed(), "{}: {:?} (got {})", o.name, o.failures, o.got);
         }
+    }
+
+    #[test]
+    fn audit_rules_answer_audit_deny_with_their_real_reason() {
+        let config = crate::config::parse(
+            "clients:\n  - {name: web, issuer: https://idp.example.org, audiences: [web], jwks_uri: https://idp.example.org/keys, roles: [roles]}\nrules:\n  - {name: new, match: {prefix: /api}, roles: {all_of: [editor]}, mode: audit}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let h = Harness::new(config).unwrap();
+        let cases = parse(
+            "tests:\n  - name: would deny\n    request: { path: /api }\n    token: { claims: { sub: bob } }\n    expect: { decision: audit_deny, status: 200, reason: missing_required_roles, rule: new }\n  - name: passes\n    request: { path: /api }\n    token: { claims: { sub: alice, roles: [editor] } }\n    expect: { decision: allow, status: 200 }\n  - name: wrong\n    request: { path: /api }\n    token: { claims: { sub: bob } }\n    expect: { decision: allow }\n",
+            h.config(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let now = crate::testkit::now();
+        let out: Vec<Outcome> = cases.iter().map(|c| h.run(c, now)).collect();
+        assert!(
+            out[0].passed(),
+            "{:?} (got {})",
+            out[0].failures,
+            out[0].got
+        );
+        assert!(
+            out[1].passed(),
+            "{:?} (got {})",
+            out[1].failures,
+            out[1].got
+        );
+        assert_eq!(
+            out[2].failures,
+            vec!["decision: expected allow, got audit_deny".to_owned()]
+        );
+        assert!(
+            out[2]
+                .got
+                .starts_with("audit_deny 200 missing_required_roles"),
+            "{}",
+            out[2].got
+        );
     }
 
     #[test]
