@@ -14,10 +14,12 @@
 //! 5. [`config`]   YAML → validated → [`core::model`]; errors name the field
 //! 6. [`ops`]      process state and snapshot building, reload, startup self-test, trace export
 //! 7. [`doors`]    front doors: gRPC Check, HTTP authorization API, admin HTTP, admin gRPC
-//! 8. [`server`]   listeners, limits, drain · [`tools`] CLI tools: explain, check-config, compat, lint
+//! 8. [`server`]   listeners, limits, drain · [`tools`] CLI tools: explain, check-config, compat, lint,
+//!    policy tests (`oidc-authz test`)
 //! 9. [`run`]      the one startup path (and [`run::RunningServer`] for tests)
 //!
-//! [`testkit`] keys and tokens for tests, benches and the demo (never used by `serve`).
+//! [`testkit`] keys and tokens for tests, benches, the demo and `oidc-authz test` (never used by
+//! `serve`).
 #![forbid(unsafe_code)]
 
 pub mod config;

@@ -57,17 +57,42 @@ enum Command {
         /// derived from JWT_OIDC_* variables as a file.
         #[arg(long)]
         print: bool,
+        /// Treat policy lint warnings (shadowed rules, anonymous writes, unreachable clients) as
+        /// errors: exit 2.
+        #[arg(long)]
+        strict: bool,
     },
     /// Explain the decision for one request: offline from a config file (key sets are fetched
     /// as `serve` would), or against a live server's admin gRPC API with --server.
     Explain(ExplainArgs),
+    /// Run policy tests (DESIGN §11, docs/policy-tests.md) offline against a config: exit 0 when
+    /// all pass, 1 when any fails, 2 on an invalid config or tests file.
+    Test {
+        #[arg(long, env = "OIDC_AUTHZ_CONFIG")]
+        config: Option<PathBuf>,
+        /// Tests files (YAML, `tests: [...]`).
+        #[arg(required = true)]
+        tests: Vec<PathBuf>,
+        /// Also list each rule's hit count and the rules no test reached.
+        #[arg(long)]
+        coverage: bool,
+        /// Write the results as JUnit XML to this file.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::CheckConfig { config, print } => match Source::choose(config) {
-            Ok(source) => ExitCode::from(oidc_authz::tools::check_config::cli(&source, print)),
+        Command::CheckConfig {
+            config,
+            print,
+            strict,
+        } => match Source::choose(config) {
+            Ok(source) => {
+                ExitCode::from(oidc_authz::tools::check_config::cli(&source, print, strict))
+            }
             Err(msg) => usage_error(&msg),
         },
         Command::Explain(a) => ExitCode::from(oidc_authz::tools::explain::cli(
@@ -84,6 +109,20 @@ fn main() -> ExitCode {
                 key_sets: a.key_sets,
             },
         )),
+        Command::Test {
+            config,
+            tests,
+            coverage,
+            junit,
+        } => match Source::choose(config) {
+            Ok(source) => ExitCode::from(oidc_authz::tools::policy_test::cli(
+                &source,
+                &tests,
+                coverage,
+                junit.as_deref(),
+            )),
+            Err(msg) => usage_error(&msg),
+        },
         Command::Serve {
             config,
             shadow_config,

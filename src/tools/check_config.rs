@@ -1,6 +1,7 @@
 //! `oidc-authz check-config`: load and validate a config file (or the config derived from the
 //! JWT_OIDC_* variables), read its `jwks_file`s, and report every error at once, or one summary
-//! line. Exit 0 when valid, 2 otherwise.
+//! line; then the policy lint ([`crate::tools::lint`]): its warnings and notes on stderr. Exit 0
+//! when valid (warnings included), 2 on errors, or on warnings with `--strict`.
 
 use crate::tools::compat::Source;
 
@@ -41,13 +42,36 @@ fn plural(n: usize, word: &str) -> String {
     }
 }
 
-/// Run `check-config` and print its findings; the process exit code.
-pub fn cli(source: &Source, print: bool) -> u8 {
+/// Run `check-config` and print its findings; the process exit code. Lint warnings are printed
+/// (`warning: …`) and leave the exit code 0, unless `strict` makes them errors (exit 2).
+pub fn cli(source: &Source, print: bool, strict: bool) -> u8 {
     match check(source) {
         Ok((loaded, summary)) => {
             for n in &loaded.notes {
                 eprintln!("note: {n}");
             }
+            let report = crate::tools::lint::lint(&loaded.config);
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            for n in &report.notes {
+                eprintln!("note: {n}");
+            }
+            if strict && !report.warnings.is_empty() {
+                eprintln!(
+                    "{source}: {} (--strict: warnings are errors)",
+                    plural(report.warnings.len(), "warning")
+                );
+                return 2;
+            }
+            let summary = if report.warnings.is_empty() {
+                summary
+            } else {
+                format!(
+                    "{summary}; {}",
+                    plural(report.warnings.len(), "lint warning")
+                )
+            };
             if print {
                 // stdout is the YAML alone (`--print > config.yaml`); the summary goes aside.
                 print!("{}", crate::config::redact_secrets(&loaded.yaml));

@@ -2,7 +2,8 @@
 //!
 //! Owns: `explain` on the command line and its rendering ([`explain`]; the trace itself comes
 //! from `core::explain`), `check-config` ([`check_config`]), the flask-jwt-oidc compatibility
-//! mode ([`compat`]) and the policy lint ([`lint`]).
+//! mode ([`compat`]), the policy lint ([`lint`]) and the offline policy tests of `oidc-authz test`
+//! ([`policy_test`]).
 //!
 //! Must not: decide a request its own way (the verdict is always `core::check`'s), and nothing
 //! below this layer may import from here.
@@ -10,3 +11,4 @@ pub mod check_config;
 pub mod compat;
 pub mod explain;
 pub mod lint;
+pub mod policy_test;
