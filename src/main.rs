@@ -64,7 +64,7 @@ enum Command {
     },
     /// Explain the decision for one request: offline from a config file (key sets are fetched
     /// as `serve` would), or against a live server's admin gRPC API with --server.
-    Explain(ExplainArgs),
+    Explain(oidc_authz::tools::explain::Cli),
     /// Run policy tests (DESIGN §11, docs/policy-tests.md) offline against a config: exit 0 when
     /// all pass, 1 when any fails, 2 on an invalid config or tests file.
     Test {
@@ -95,20 +95,7 @@ fn main() -> ExitCode {
             }
             Err(msg) => usage_error(&msg),
         },
-        Command::Explain(a) => ExitCode::from(oidc_authz::tools::explain::cli(
-            oidc_authz::tools::explain::Cli {
-                config: a.config,
-                server: a.server,
-                token: a.token,
-                token_file: a.token_file,
-                method: a.method,
-                path: a.path,
-                host: a.host,
-                headers: a.headers,
-                json: a.json,
-                key_sets: a.key_sets,
-            },
-        )),
+        Command::Explain(a) => ExitCode::from(oidc_authz::tools::explain::cli(a)),
         Command::Test {
             config,
             tests,
@@ -149,33 +136,4 @@ fn serve(source: Source, shadow_config: Option<PathBuf>) -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-#[derive(clap::Args)]
-struct ExplainArgs {
-    #[arg(long, env = "OIDC_AUTHZ_CONFIG", conflicts_with = "server")]
-    config: Option<PathBuf>,
-    /// A live server's admin gRPC address (listen.admin_grpc), e.g. 127.0.0.1:9003.
-    #[arg(long)]
-    server: Option<String>,
-    /// The bearer token (or use --token-file; never logged).
-    #[arg(long)]
-    token: Option<String>,
-    #[arg(long, conflicts_with = "token")]
-    token_file: Option<PathBuf>,
-    #[arg(long, default_value = "GET")]
-    method: String,
-    #[arg(long)]
-    path: String,
-    #[arg(long, default_value = "")]
-    host: String,
-    /// Extra request headers, `name: value` (repeatable).
-    #[arg(long = "header")]
-    headers: Vec<String>,
-    /// Print the answer as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Also list the key sets (kids, age, last fetch result).
-    #[arg(long)]
-    key_sets: bool,
 }

@@ -203,17 +203,32 @@ pub async fn explain_remote(
 }
 
 /// `oidc-authz explain` as typed on the command line.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, clap::Args)]
 pub struct Cli {
+    #[arg(long, env = "OIDC_AUTHZ_CONFIG", conflicts_with = "server")]
     pub config: Option<std::path::PathBuf>,
+    /// A live server's admin gRPC address (listen.admin_grpc), e.g. 127.0.0.1:9003.
+    #[arg(long)]
     pub server: Option<String>,
+    /// The bearer token (or use --token-file; never logged).
+    #[arg(long)]
     pub token: Option<String>,
+    #[arg(long, conflicts_with = "token")]
     pub token_file: Option<std::path::PathBuf>,
+    #[arg(long, default_value = "GET")]
     pub method: String,
+    #[arg(long)]
     pub path: String,
+    #[arg(long, default_value = "")]
     pub host: String,
+    /// Extra request headers, `name: value` (repeatable).
+    #[arg(long = "header")]
     pub headers: Vec<String>,
+    /// Print the answer as JSON.
+    #[arg(long)]
     pub json: bool,
+    /// Also list the key sets (kids, age, last fetch result).
+    #[arg(long)]
     pub key_sets: bool,
 }
 
