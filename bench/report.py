@@ -359,7 +359,7 @@ def shadow_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None
 def httpdoor_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None:
     w("HTTP door vs gRPC door: one oidc-authz instance (listen.grpc + listen.http), 1,000 RS256 tokens, warm cache;")
     w("gRPC: loadgen closed loop 2 x 16; HTTP: wrk -t1 -c32 (HTTP/1.1 keep-alive); allow-all servers of each transport;")
-    w("the five measured in alternating slices per round")
+    w("the seven (these five and the two nginx rows below) measured in alternating slices per round")
     sliced_rows(
         d, rounds, w, vals, mean, errors, us_per,
         [
@@ -402,6 +402,18 @@ def httpdoor_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> No
         f"(allow-all: gRPC {ga:.1f}, HTTP {ha:.1f})"
     )
     w("  (± noise: the larger of 0.05 and half the spread of the per-round CPU ratios)")
+    w("nginx (1 process) → allow-all HTTP upstream, wrk -t1 -c32, same slices:")
+    w(f"  {'configuration':<46} {'req/s':>9}  {'rounds':<26} {'nginx CPU µs/req':>19}  {'oidc-authz CPU µs/req':>22}")
+    for key, label in (("door.nplain", "nginx alone"), ("door.nauth", "nginx + auth_request → /forward-auth")):
+        e = errors(key)
+        w(
+            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
+            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
+            f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
+            f"{us_per(key + '.authz_cpu_s', key + '.checks') or '–':>22} {f'{e} ERRORS' if e else ''}"
+        )
+    n_r, n_per = ratio("door.nauth.checks_per_s", "door.nplain.checks_per_s")
+    w(f"  {'nginx + auth_request ÷ nginx alone, req/s':<58} {n_r:>9.3f}   per round {' '.join(f'{x:.3f}' for x in n_per)}")
     w("")
 
 

