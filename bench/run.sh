@@ -37,8 +37,8 @@
 #     candidate is the same config with rule `api` changed (it also requires `claims:
 #     {preferred_username: [100 names]}`). Both get the same token file of 1,000 lines: 100 tokens
 #     whose user the candidate lists (900 lines) and 100 it does not (every 10th line), so the live
-#     answer is always an allow and exactly 10 % of Checks disagree (live allow, shadow deny
-#     claim_mismatch, rule api). (a) and (b) alternate in BENCH_TEL_SLICES slices per round (order
+#     answer is always an allow and 10 % of Checks disagree (live allow, shadow deny claim_mismatch,
+#     rule api; exactly 1 line in 10, so off by at most a partial 1,000-line cycle per loadgen run). (a) and (b) alternate in BENCH_TEL_SLICES slices per round (order
 #     rotating); prints Checks/s, server CPU µs per Check, b/a, and (b)'s
 #     oidc_authz_shadow_disagreements_total against 10 % of its oidc_authz_checks_total.
 #   httpdoor: one oidc-authz instance with `listen.http` as well as the gRPC port, an allow-all gRPC
@@ -53,7 +53,8 @@
 #     off, so one process does all the work): wrk → nginx proxying to the allow-all HTTP server as the
 #     protected application (nginx alone) and wrk → nginx with deploy/nginx/oidc-authz.conf (auth_request
 #     → /forward-auth of the same oidc-authz, then the same proxy_pass): requests/s, nginx's and
-#     oidc-authz's CPU µs per request, and auth ÷ alone.
+#     oidc-authz's CPU µs per request, and auth ÷ alone. Not measured: Envoy http_service → /ext-authz
+#     vs Envoy ext_authz gRPC (the direct /ext-authz rows send that door's request shape without Envoy).
 #
 #   BENCH_ONLY=telemetry,dpop bench/run.sh   # just these two parts (≈ 5 min; no Envoy / wrk needed)
 #   BENCH_ONLY=shadow,httpdoor bench/run.sh  # ≈ 6 min at the defaults (httpdoor needs wrk and nginx)
