@@ -8,8 +8,11 @@
 //! Options (after the address): `--no-nodelay` leaves Nagle on, for comparison; `--rich` answers
 //! like oidc-authz does for the bench's client (two headers to set, `{client, rule, sub}` dynamic
 //! metadata) while still doing no work, to measure what the answer's content costs Envoy.
+//! `--http`: the HTTP counterpart instead, for the HTTP door (`listen.http`) — HTTP/1.1, an axum
+//! `Router` served by hyper's http1 connection builder with TCP_NODELAY, as oidc-authz serves its
+//! door (src/server.rs), answering `200` with an empty body to every request on any path.
 //!
-//!     cargo run --release --example allow_all -- 127.0.0.1:9101 [--no-nodelay] [--rich]
+//!     cargo run --release --example allow_all -- 127.0.0.1:9101 [--no-nodelay] [--rich] [--http]
 
 use std::collections::HashMap;
 
@@ -93,6 +96,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         plain()
     };
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    if flags.iter().any(|f| f == "--http") {
+        return serve_http(listener, nodelay).await;
+    }
     eprintln!(
         "allow-all ext_authz server on {} (TCP_NODELAY {nodelay}, {} answer)",
         listener.local_addr()?,
@@ -108,4 +114,31 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .serve_with_incoming(incoming)
         .await?;
     Ok(())
+}
+
+/// `--http`: 200 to every request, one task per connection (the door's shape, minus its limits).
+async fn serve_http(
+    listener: tokio::net::TcpListener,
+    nodelay: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::service::TowerToHyperService;
+
+    eprintln!(
+        "allow-all HTTP server on {} (TCP_NODELAY {nodelay}, 200 to everything)",
+        listener.local_addr()?
+    );
+    let router = axum::Router::new().fallback(|| async { axum::http::StatusCode::OK });
+    let service = TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    let builder = std::sync::Arc::new(builder);
+    loop {
+        let (tcp, _peer) = listener.accept().await?;
+        let _ = tcp.set_nodelay(nodelay);
+        let (builder, service) = (builder.clone(), service.clone());
+        tokio::spawn(async move {
+            let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+        });
+    }
 }

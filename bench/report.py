@@ -2,7 +2,7 @@
 """Print bench/run.sh's table from its results file (key <TAB> round <TAB> value per line).
 
     report.py RESULTS.tsv --seconds S --rounds R --pin MODE --cold N --flood N [--variants "..."]
-              [--only main,telemetry,dpop] [--dpop-tokens N] [--dpop-proofs N]
+              [--only main,telemetry,dpop,shadow,httpdoor] [--dpop-tokens N] [--dpop-proofs N]
 
 Means over rounds; ratios are ratios of the means (the per-round ratios are shown beside them).
 """
@@ -309,6 +309,114 @@ def dpop_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None:
     w("")
 
 
+def tot_us(vals, key: str) -> float:
+    """Server CPU µs per Check over all rounds (total CPU ÷ total Checks)."""
+    return sum(vals(key + ".cpu_s")) * 1e6 / max(sum(vals(key + ".checks")), 1)
+
+
+def sliced_rows(d, rounds, w, vals, mean, errors, us_per, rows, unit="Checks") -> None:
+    w(f"  {'configuration':<46} {unit + '/s':>9}  {'rounds':<26} {'server CPU µs/' + unit[:-1]:>19}  {'rounds':<18} notes")
+    for key, label in rows:
+        e = errors(key)
+        w(
+            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
+            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
+            f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
+            f"{' '.join(f'{v:.1f}' for v in cpu_us(d, rounds, key)):<18} {f'{e} ERRORS' if e else ''}"
+        )
+
+
+def shadow_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None:
+    w("Shadow config cost: direct gRPC Check, loadgen closed loop 2 conns x 16 streams, warm cache; 1,000-line token mix")
+    w("(200 RS256 tokens: 9 lines in 10 agree, every 10th disagrees: live allow, candidate deny claim_mismatch on rule api);")
+    w("two instances of the same config, (b) with --shadow-config, measured in alternating slices per round")
+    sliced_rows(
+        d, rounds, w, vals, mean, errors, us_per,
+        [("shadow.off", "(a) serve"), ("shadow.on", "(b) serve --shadow-config CANDIDATE")],
+    )
+    r_t, per_t = ratio("shadow.on.checks_per_s", "shadow.off.checks_per_s")
+    off, on = cpu_us(d, rounds, "shadow.off"), cpu_us(d, rounds, "shadow.on")
+    ta, tb = tot_us(vals, "shadow.off"), tot_us(vals, "shadow.on")
+    w(f"  {'(b)/(a) Checks/s':<58} {r_t:>9.3f}   per round {' '.join(f'{x:.3f}' for x in per_t)}")
+    w(
+        f"  {'(b)/(a) server CPU per Check':<58} {tb / ta if ta else float('nan'):>9.3f}   (+{tb - ta:.1f} µs per Check)  "
+        f"per round {' '.join(f'{y / x:.3f}' for x, y in zip(off, on) if x)}"
+    )
+    checks = one("shadow.on.checks_total")
+    dis = one("shadow.on.disagreements")
+    exp_series = one("shadow.on.disagreements_expected_series")
+    share = dis / checks if checks else float("nan")
+    ok = checks and abs(share - 0.1) < 0.002 and dis == exp_series
+    w(
+        f"  (b) oidc_authz_shadow_disagreements_total {dis:.0f} for {checks:.0f} Checks = {share:.4f} (expected 0.1000); "
+        f"{exp_series:.0f} of them {{live_decision=allow, shadow_decision=deny, rule=api}}  "
+        f"{'as expected' if ok else '!! NOT AS EXPECTED'}"
+    )
+    w(f"  (a) oidc_authz_checks_total {one('shadow.off.checks_total'):.0f}")
+    w("")
+
+
+def httpdoor_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None:
+    w("HTTP door vs gRPC door: one oidc-authz instance (listen.grpc + listen.http), 1,000 RS256 tokens, warm cache;")
+    w("gRPC: loadgen closed loop 2 x 16; HTTP: wrk -t1 -c32 (HTTP/1.1 keep-alive); allow-all servers of each transport;")
+    w("the seven (these five and the two nginx rows below) measured in alternating slices per round")
+    sliced_rows(
+        d, rounds, w, vals, mean, errors, us_per,
+        [
+            ("door.gallow", "allow-all gRPC (loadgen)"),
+            ("door.grpc", "oidc-authz gRPC Check (loadgen)"),
+            ("door.hallow", "allow-all HTTP (wrk)"),
+            ("door.fwd", "oidc-authz /forward-auth (wrk)"),
+            ("door.envoy", "oidc-authz /ext-authz/api/items (wrk)"),
+        ],
+        unit="decisions",
+    )
+    g_r, g_per = ratio("door.grpc.checks_per_s", "door.gallow.checks_per_s")
+    w(f"  {'':<58} {'measured':>9} {'target':>8}  {'':<8} per round")
+    w(f"  {'gRPC door ÷ allow-all gRPC, decisions/s':<58} {g_r:>9.3f} {'':>8}  {'':<8} {' '.join(f'{x:.3f}' for x in g_per)}")
+    grpc_cpu = cpu_us(d, rounds, "door.grpc")
+    tg = tot_us(vals, "door.grpc")
+    for key, name in (("door.fwd", "/forward-auth"), ("door.envoy", "/ext-authz")):
+        h_r, h_per = ratio(key + ".checks_per_s", "door.hallow.checks_per_s")
+        rel = h_r / g_r if g_r else float("nan")
+        rel_per = [h / g for h, g in zip(h_per, g_per) if g]
+        w(f"  {name + ' ÷ allow-all HTTP, decisions/s':<58} {h_r:>9.3f} {'':>8}  {'':<8} {' '.join(f'{x:.3f}' for x in h_per)}")
+        w(
+            f"  {'  that ÷ the gRPC door ratio':<58} {rel:>9.3f} {'≥ 0.95':>8}  "
+            f"{'met' if rel >= 0.95 else 'NOT MET':<8} {' '.join(f'{x:.3f}' for x in rel_per)}"
+        )
+        th = tot_us(vals, key)
+        cpu_per = [h / g for h, g in zip(cpu_us(d, rounds, key), grpc_cpu) if g]
+        spread = (max(cpu_per) - min(cpu_per)) / 2 if cpu_per else float("nan")
+        c = th / tg if tg else float("nan")
+        w(
+            f"  {'  server CPU per decision ÷ the gRPC door':<58} {c:>9.3f} {'≤ 1 ±':>8}  "
+            f"{'met' if c <= 1 + max(spread, 0.05) else 'NOT MET':<8} {' '.join(f'{x:.3f}' for x in cpu_per)}"
+            f"  ({th:.1f} vs {tg:.1f} µs)"
+        )
+    ga = tot_us(vals, "door.gallow")
+    ha = tot_us(vals, "door.hallow")
+    w(
+        f"  server CPU µs per decision above the same transport's allow-all: gRPC door {tg - ga:.1f}, "
+        f"/forward-auth {tot_us(vals, 'door.fwd') - ha:.1f}, /ext-authz {tot_us(vals, 'door.envoy') - ha:.1f} "
+        f"(allow-all: gRPC {ga:.1f}, HTTP {ha:.1f})"
+    )
+    w("  (± noise: the larger of 0.05 and half the spread of the per-round CPU ratios)")
+    w("nginx (1 process) → allow-all HTTP upstream, wrk -t1 -c32, same slices:")
+    w(f"  {'configuration':<46} {'req/s':>9}  {'rounds':<26} {'nginx CPU µs/req':>19}  {'oidc-authz CPU µs/req':>22}")
+    for key, label in (("door.nplain", "nginx alone"), ("door.nauth", "nginx + auth_request → /forward-auth")):
+        e = errors(key)
+        w(
+            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
+            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
+            f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
+            f"{us_per(key + '.authz_cpu_s', key + '.checks') or '–':>22} {f'{e} ERRORS' if e else ''}"
+        )
+    n_r, n_per = ratio("door.nauth.checks_per_s", "door.nplain.checks_per_s")
+    w(f"  {'nginx + auth_request ÷ nginx alone, req/s':<58} {n_r:>9.3f}   per round {' '.join(f'{x:.3f}' for x in n_per)}")
+    w("")
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("results")
@@ -319,7 +427,7 @@ def main() -> int:
     p.add_argument("--flood", type=int, default=0)
     p.add_argument("--variants", default="")
     p.add_argument("--rev", default="", help="git describe of the build measured")
-    p.add_argument("--only", default="main,telemetry,dpop", help="the parts that ran (BENCH_ONLY)")
+    p.add_argument("--only", default="main,telemetry,dpop,shadow,httpdoor", help="the parts that ran (BENCH_ONLY)")
     p.add_argument("--dpop-tokens", type=int, default=0)
     p.add_argument("--dpop-proofs", type=int, default=0)
     a = p.parse_args()
@@ -373,6 +481,10 @@ def main() -> int:
         telemetry_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio)
     if "dpop" in parts:
         dpop_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio)
+    if "shadow" in parts:
+        shadow_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio)
+    if "httpdoor" in parts:
+        httpdoor_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio)
     print("\n".join(out))
     return 0
 

