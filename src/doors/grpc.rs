@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use envoy_types::ext_authz::v3::pb::{
     Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
@@ -18,7 +18,7 @@ use envoy_types::ext_authz::v3::pb::{
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 
-use crate::core::check::{self, CheckInput, lower_name};
+use crate::core::check::{CheckInput, lower_name};
 use crate::core::token::Headers;
 use crate::decision::{Allow, Answer, Decision, DenyAnswer, DenyKind, Reason};
 use crate::observe::metrics::Api;
@@ -103,7 +103,6 @@ impl AuthzService {
 
     /// Decide one CheckRequest (also used directly by handler tests).
     pub async fn decide(&self, req: &CheckRequest) -> Decision {
-        let snap = self.state.snapshot();
         let http = req
             .attributes
             .as_ref()
@@ -157,22 +156,7 @@ impl AuthzService {
             scheme: &http.scheme,
             peer_certificate,
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let cache = self.state.cache();
-        let decision = check::decide_bound(
-            &snap,
-            Some(&cache),
-            Some(&self.state.metrics),
-            Some(&self.state.replay),
-            &input,
-            now,
-        )
-        .await;
-        crate::ops::shadow::observe(&self.state, &input, now, &decision).await;
-        decision
+        super::decide(&self.state, &input).await
     }
 }
 

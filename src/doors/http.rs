@@ -20,13 +20,13 @@
 //!   from the request's `traceparent` (and `tracestate`) header.
 //!
 //! This module only converts: HTTP request → the same [`CheckInput`] the gRPC door builds →
-//! [`check::decide_bound`] (the one decision path, with the token cache, metrics and the DPoP
+//! [`crate::core::check::decide_bound`] (the one decision path, with the token cache, metrics and the DPoP
 //! replay memory) → [`Decision::into_answer`] (the one place answers are built) → HTTP
 //! response. Sampling, counting and the log line are [`super::run_sampled`] and
 //! [`super::finish`], shared with the gRPC door.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -35,7 +35,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::Response;
 
 use crate::config::ListenLimits;
-use crate::core::check::{self, CheckInput};
+use crate::core::check::CheckInput;
 use crate::core::token::Headers;
 use crate::decision::{Answer, Decision, Deny, Reason};
 use crate::observe::metrics::Api;
@@ -187,23 +187,7 @@ impl Door {
             // Not available behind an HTTP proxy: `certificate: peer` bindings fail closed.
             peer_certificate: "",
         };
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        let snap = self.state.snapshot();
-        let cache = self.state.cache();
-        let decision = check::decide_bound(
-            &snap,
-            Some(&cache),
-            Some(&self.state.metrics),
-            Some(&self.state.replay),
-            &input,
-            now,
-        )
-        .await;
-        crate::ops::shadow::observe(&self.state, &input, now, &decision).await;
-        decision
+        super::decide(&self.state, &input).await
     }
 }
 

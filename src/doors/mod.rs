@@ -13,12 +13,35 @@ pub mod admin_grpc;
 pub mod grpc;
 pub mod http;
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::core::check::{self, CheckInput};
 use crate::decision::Decision;
 use crate::observe::metrics::Api;
 use crate::observe::spans::SampledCheck;
 use crate::ops::state::ServerState;
+
+/// Every door's decision: the current snapshot, the token cache, this replica's DPoP replay
+/// memory and `now` taken once, through [`check::decide_bound`]; then the same request against
+/// the `--shadow-config` candidate, if one is set (`ops::shadow`, never the answer).
+pub(crate) async fn decide(state: &ServerState, input: &CheckInput<'_>) -> Decision {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let snap = state.snapshot();
+    let cache = state.cache();
+    let decision = check::decide_bound(
+        &snap,
+        Some(&cache),
+        Some(&state.metrics),
+        Some(&state.replay),
+        input,
+        now,
+    )
+    .await;
+    crate::ops::shadow::observe(state, input, now, &decision).await;
+    decision
+}
 
 /// Every door: run the decision, inside the Check's span when it is sampled (the span gets
 /// `api` and the outcome; an unsampled Check does no span work at all, telemetry.rs).
