@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Render deploy/envoy/envoy.yaml, envoy-tracing.yaml, envoy-http.yaml (ext_authz http_service) and envoy-mtls.yaml
-# with example values and check each with `envoy --mode validate`. The mTLS sample names certificate files,
+# with example values and check each with `envoy --mode validate` (a deprecated field fails too). The mTLS sample names certificate files,
 # which Envoy reads while validating: a throw-away test PKI is made with e2e/certs.py (python `cryptography`,
 # installed into .venv/ by scripts/setup-e2e.sh; $PYTHON_E2E overrides that interpreter).
 # Fail when envoy-tracing.yaml, less its `# >>> tracing` ... `# <<< tracing` blocks and its header comment, is
@@ -28,7 +28,24 @@ tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
 # Two renderings of each template: the container shape (hostnames, 0.0.0.0) and the e2e shape (loopback IPs).
+# A sample that uses a field Envoy has deprecated fails too: it would stop loading in a later Envoy.
 status=0
+validate() { # rendered-file label
+  local out
+  if out="$("$envoy" --mode validate -c "$1" --log-level warn 2>&1)"; then
+    if grep -qi 'deprecated' <<<"$out"; then
+      grep -i 'deprecated' <<<"$out" >&2
+      echo "validate-envoy: $2: uses a deprecated Envoy field (above)" >&2
+      status=1
+    else
+      echo "validate-envoy: $2: OK"
+    fi
+  else
+    echo "$out" >&2
+    echo "validate-envoy: $2: INVALID" >&2
+    status=1
+  fi
+}
 for template in envoy.yaml envoy-tracing.yaml envoy-http.yaml; do
   for shape in container loopback; do
     if [[ "$shape" == container ]]; then
@@ -41,13 +58,7 @@ for template in envoy.yaml envoy-tracing.yaml envoy-http.yaml; do
             OTLP_HOST=127.0.0.1 OTLP_PORT=14317 TRACE_RANDOM_PERCENT=0)
     fi
     python3 "$root/e2e/render_envoy.py" "$root/deploy/envoy/$template" "${vals[@]}" > "$tmp/${template%.yaml}-$shape.yaml"
-    if out="$("$envoy" --mode validate -c "$tmp/${template%.yaml}-$shape.yaml" --log-level warn 2>&1)"; then
-      echo "validate-envoy: deploy/envoy/$template ($shape values): OK"
-    else
-      echo "$out" >&2
-      echo "validate-envoy: deploy/envoy/$template ($shape values): INVALID" >&2
-      status=1
-    fi
+    validate "$tmp/${template%.yaml}-$shape.yaml" "deploy/envoy/$template ($shape values)"
   done
 done
 
@@ -64,13 +75,7 @@ for shape in container loopback; do
   fi
   vals+=(TLS_CERT_FILE="$tmp/pki/server.crt" TLS_KEY_FILE="$tmp/pki/server.key" CLIENT_CA_FILE="$tmp/pki/ca.crt")
   python3 "$root/e2e/render_envoy.py" "$mtls_template" "${vals[@]}" > "$tmp/envoy-mtls-$shape.yaml"
-  if out="$("$envoy" --mode validate -c "$tmp/envoy-mtls-$shape.yaml" --log-level warn 2>&1)"; then
-    echo "validate-envoy: deploy/envoy/envoy-mtls.yaml ($shape values): OK"
-  else
-    echo "$out" >&2
-    echo "validate-envoy: deploy/envoy/envoy-mtls.yaml ($shape values): INVALID" >&2
-    status=1
-  fi
+  validate "$tmp/envoy-mtls-$shape.yaml" "deploy/envoy/envoy-mtls.yaml ($shape values)"
 done
 # envoy-tracing.yaml = envoy.yaml + tracing blocks (everything from `admin:` on is compared).
 if ! python3 - "$root/deploy/envoy/envoy.yaml" "$root/deploy/envoy/envoy-tracing.yaml" <<'PY'
