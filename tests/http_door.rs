@@ -1,7 +1,8 @@
 //! The HTTP authorization API (DESIGN §9, issue 13) through a real in-process server
 //! (`RunningServer`, `listen.http` on port 0), spoken as raw HTTP/1 over TCP so that every byte
 //! is under the test's control: the answers of both endpoints, and bad input (issue 13 item 6) —
-//! missing / duplicate / non-UTF-8 headers, absolute-form and `*` URIs, oversized heads, HTTP/1.0,
+//! missing / duplicate / non-UTF-8 headers, absolute-form and `*` URIs (as described URIs and as the
+//! door's own request target), oversized heads, HTTP/1.0, the connection cap,
 //! pipelining, slow clients — each a clear 4xx or deny, never a 5xx, a hang or a panic.
 
 #![allow(clippy::unwrap_used)]
@@ -36,6 +37,11 @@ struct Fx {
 }
 
 async fn fx() -> Fx {
+    fx_with("header_read_timeout: 1s").await
+}
+
+/// The fixture with these `listen` settings (besides the three addresses).
+async fn fx_with(listen: &str) -> Fx {
     let dir = std::env::temp_dir().join(format!(
         "oidc-authz-http-door-{}-{}",
         std::process::id(),
@@ -51,7 +57,7 @@ async fn fx() -> Fx {
     let other_keys = dir.join("other.json");
     std::fs::write(&other_keys, oidc_authz::testkit::jwks(&[&key])).unwrap();
     let yaml = format!(
-        r#"listen: {{ grpc: 127.0.0.1:0, admin: 127.0.0.1:0, http: 127.0.0.1:0, header_read_timeout: 1s }}
+        r#"listen: {{ grpc: 127.0.0.1:0, admin: 127.0.0.1:0, http: 127.0.0.1:0, {listen} }}
 clients:
   - name: app
     issuer: {ISS}
@@ -457,7 +463,7 @@ async fn oversized_heads_http10_pipelining_and_slow_clients() {
     )
     .await
     .assert_deny(400, "request_too_large");
-    // far over it: hyper's 431, still a 4xx, and the connection is closed
+    // far over it (more than twice the limit: hyper's head buffer): 431 and the connection is closed
     let huge = "x".repeat(200 * 1024);
     let raw = exchange(
         fx.http,
@@ -465,8 +471,9 @@ async fn oversized_heads_http10_pipelining_and_slow_clients() {
     )
     .await;
     let r = parse_all(&raw);
-    assert!(
-        r.is_empty() || (400..500).contains(&r[0].status),
+    assert_eq!(
+        r.first().map(|r| r.status),
+        Some(431),
         "{}",
         String::from_utf8_lossy(&raw[..raw.len().min(200)])
     );
@@ -517,6 +524,78 @@ async fn oversized_heads_http10_pipelining_and_slow_clients() {
         forward_auth(&fx, "GET", "/public/x", None).await.status,
         200
     );
+    fx.server.shutdown().await.unwrap();
+}
+
+/// The door's own request target in absolute form (RFC 9112 §3.2.2: a server must accept it)
+/// names the endpoint by its path, so the answer is the origin form's; the asterisk form
+/// (`GET *`, `OPTIONS *`) is no endpoint of the door: 404, never a decision or a 5xx.
+#[tokio::test]
+async fn absolute_and_asterisk_form_request_targets() {
+    let fx = fx().await;
+    let bearer = format!("Bearer {}", fx.token(&["viewer"]));
+    let auth: (&str, &[u8]) = ("authorization", bearer.as_bytes());
+    let target = "http://door.example/ext-authz/api/x?q=1";
+    send(fx.http, "GET", target, &[])
+        .await
+        .assert_deny(401, "authorization_header_missing");
+    let r = send(fx.http, "GET", target, &[auth]).await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.header("x-authz-client"), Some("app"), "{r:?}");
+    let described: [(&str, &[u8]); 2] = [
+        ("x-forwarded-method", b"DELETE"),
+        ("x-forwarded-uri", b"/api/x"),
+    ];
+    let h = [described[0], described[1], auth];
+    send(fx.http, "GET", "http://door.example/forward-auth", &h)
+        .await
+        .assert_deny(403, "missing_required_roles");
+    for method in ["GET", "OPTIONS"] {
+        assert_eq!(send(fx.http, method, "*", &[auth]).await.status, 404);
+    }
+    fx.server.shutdown().await.unwrap();
+}
+
+/// `listen.max_connections` bounds the door's connections as it does the Check port's: with
+/// the cap reached a new connection waits (it is not served), and it is served as soon as one
+/// closes.
+#[tokio::test]
+async fn at_the_connection_cap_a_new_connection_waits_and_the_door_recovers() {
+    let fx = fx_with("max_connections: 3, header_read_timeout: 60s").await;
+    let request = b"GET /forward-auth HTTP/1.1\r\nhost: h\r\nx-forwarded-method: GET\r\nx-forwarded-uri: /public/x\r\n\r\n";
+    let mut holders = Vec::new();
+    for _ in 0..3 {
+        // One answered keep-alive request each: the connection is accepted and stays open.
+        let mut tcp = TcpStream::connect(fx.http).await.unwrap();
+        tcp.write_all(request).await.unwrap();
+        let mut status = [0u8; 12];
+        tokio::time::timeout(Duration::from_secs(5), tcp.read_exact(&mut status))
+            .await
+            .expect("a connection under the cap is served")
+            .unwrap();
+        assert_eq!(&status, b"HTTP/1.1 200");
+        holders.push(tcp);
+    }
+    let addr = fx.http;
+    let waiting = tokio::spawn(async move {
+        exchange(
+            addr,
+            b"GET /forward-auth HTTP/1.1\r\nhost: h\r\nx-forwarded-method: GET\r\nx-forwarded-uri: /public/x\r\nconnection: close\r\n\r\n",
+        )
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a connection beyond listen.max_connections was served"
+    );
+    holders.pop();
+    let raw = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once a connection closes")
+        .unwrap();
+    assert_eq!(parse_all(&raw)[0].status, 200);
+    drop(holders);
     fx.server.shutdown().await.unwrap();
 }
 
