@@ -220,20 +220,14 @@ def cpu_us(d, rounds, key: str) -> list[float]:
 def telemetry_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None:
     w("Tracing cost: direct gRPC Check, loadgen closed loop 2 conns x 16 streams, 1,000 RS256 tokens, warm cache,")
     w("no traceparent sent; three instances of the same config, measured in alternating slices (a b c a b c …) per round")
-    w(f"  {'configuration':<46} {'Checks/s':>9}  {'rounds':<26} {'server CPU µs/Check':>19}  {'rounds':<18} notes")
-    rows = [
-        ("tel.off", "(a) no telemetry section"),
-        ("tel.r0", "(b) telemetry, sample: {ratio: 0}"),
-        ("tel.r1", "(c) telemetry, sample: {ratio: 1.0}"),
-    ]
-    for key, label in rows:
-        e = errors(key)
-        w(
-            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
-            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
-            f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
-            f"{' '.join(f'{v:.1f}' for v in cpu_us(d, rounds, key)):<18} {f'{e} ERRORS' if e else ''}"
-        )
+    sliced_rows(
+        d, rounds, w, vals, mean, errors, us_per,
+        [
+            ("tel.off", "(a) no telemetry section"),
+            ("tel.r0", "(b) telemetry, sample: {ratio: 0}"),
+            ("tel.r1", "(c) telemetry, sample: {ratio: 1.0}"),
+        ],
+    )
     r_b, per_b = ratio("tel.r0.checks_per_s", "tel.off.checks_per_s")
     r_c, per_c = ratio("tel.r1.checks_per_s", "tel.off.checks_per_s")
     cpu = {k: cpu_us(d, rounds, k) for k in ("tel.off", "tel.r0", "tel.r1")}
@@ -379,21 +373,27 @@ def httpdoor_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> No
     w("slices per round (order rotating)")
     w("Through Envoy (--concurrency 1, direct_response route, wrk -t1 -c32): ext_authz gRPC vs http_service")
     w("(path_prefix /ext-authz, HTTP/1.1, the header lists of deploy/envoy/envoy-http.yaml), each to its allow-all:")
-    w(f"  {'configuration':<46} {'req/s':>9}  {'rounds':<26} {'Envoy CPU µs/req':>17}  {'authz server CPU µs/req':>24}")
-    env_rows = [
-        ("door.egallow", "Envoy + ext_authz gRPC → allow-all"),
-        ("door.egrpc", "Envoy + ext_authz gRPC → oidc-authz"),
-        ("door.ehallow", "Envoy + http_service → allow-all HTTP"),
-        ("door.ehttp", "Envoy + http_service → oidc-authz"),
-    ]
-    for key, label in env_rows:
-        e = errors(key)
-        w(
-            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
-            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
-            f"{us_per(key + '.cpu_s', key + '.checks'):>17}  "
-            f"{us_per(key + '.authz_cpu_s', key + '.checks'):>24} {f'{e} ERRORS' if e else ''}"
-        )
+    def proxy_rows(proxy: str, rows) -> None:
+        """req/s, the proxy's CPU (KEY.cpu_s) and the authz server's (KEY.authz_cpu_s) per request."""
+        w(f"  {'configuration':<46} {'req/s':>9}  {'rounds':<26} {proxy + ' CPU µs/req':>19}  {'authz server CPU µs/req':>24}")
+        for key, label in rows:
+            e = errors(key)
+            w(
+                f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
+                f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
+                f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
+                f"{us_per(key + '.authz_cpu_s', key + '.checks') or '–':>24} {f'{e} ERRORS' if e else ''}"
+            )
+
+    proxy_rows(
+        "Envoy",
+        [
+            ("door.egallow", "Envoy + ext_authz gRPC → allow-all"),
+            ("door.egrpc", "Envoy + ext_authz gRPC → oidc-authz"),
+            ("door.ehallow", "Envoy + http_service → allow-all HTTP"),
+            ("door.ehttp", "Envoy + http_service → oidc-authz"),
+        ],
+    )
     eg_r, eg_per = ratio("door.egrpc.checks_per_s", "door.egallow.checks_per_s")
     eh_r, eh_per = ratio("door.ehttp.checks_per_s", "door.ehallow.checks_per_s")
     w(f"  {'':<58} {'measured':>9} {'target':>8}  {'':<8} per round")
@@ -457,15 +457,7 @@ def httpdoor_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> No
     w("   HTTP parsing both share, so the decision weighs far more than behind a proxy; ± noise: the larger of 0.05 and")
     w("   half the spread of the per-round CPU ratios)")
     w("nginx (1 process) → allow-all HTTP upstream, wrk -t1 -c32, same slices:")
-    w(f"  {'configuration':<46} {'req/s':>9}  {'rounds':<26} {'nginx CPU µs/req':>19}  {'oidc-authz CPU µs/req':>22}")
-    for key, label in (("door.nplain", "nginx alone"), ("door.nauth", "nginx + auth_request → /forward-auth")):
-        e = errors(key)
-        w(
-            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
-            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
-            f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
-            f"{us_per(key + '.authz_cpu_s', key + '.checks') or '–':>22} {f'{e} ERRORS' if e else ''}"
-        )
+    proxy_rows("nginx", [("door.nplain", "nginx alone"), ("door.nauth", "nginx + auth_request → /forward-auth")])
     n_r, n_per = ratio("door.nauth.checks_per_s", "door.nplain.checks_per_s")
     w(f"  {'nginx + auth_request ÷ nginx alone, req/s':<58} {n_r:>9.3f}   per round {per_round(n_per)}")
     w("")

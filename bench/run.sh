@@ -384,6 +384,16 @@ start_envoy() { # name mode [authz-port] [variants...]
   wait_http "http://127.0.0.1:$a/ready" "Envoy ($name)"
 }
 
+expect_envoy() { # status token|none envoy-names...: GET /api/items through each answers STATUS
+  local want=$1 with=$2 e code h=()
+  shift 2
+  [[ $with == token ]] && h=(-H "authorization: Bearer $(head -n1 "$tokdir/warm.txt")")
+  for e in "$@"; do
+    code=$(curl -s -o /dev/null -w '%{http_code}' "${h[@]}" "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
+    [[ "$code" == "$want" ]] || die "Envoy ($e) answered $code, not $want, with $with (logs: $work)"
+  done
+}
+
 if has main; then
 say "starting: allow-all, oidc-authz (warm, cold), Envoy x$((6 + $(wc -w <<<"$VARIANTS"))) (pin: $PIN)"
 ALLOW_PORT=$(free_port)
@@ -412,15 +422,8 @@ for v in $VARIANTS; do
 done
 
 # Sanity: each path answers 200 with a valid token, and (where there is a check) 401 without one.
-tok1=$(head -n1 "$tokdir/warm.txt")
-for e in plain jwt jwt_cache allow warm cold; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $tok1" "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
-  [[ "$code" == 200 ]] || die "Envoy ($e) answered $code to a valid token (logs: $work)"
-done
-for e in jwt warm; do
-  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
-  [[ "$code" == 401 ]] || die "Envoy ($e) answered $code without a token"
-done
+expect_envoy 200 token plain jwt jwt_cache allow warm cold
+expect_envoy 401 none jwt warm
 fi # main
 
 if has telemetry; then
@@ -489,14 +492,8 @@ if has httpdoor; then
   start_envoy door_grpc ext_authz "${PORT[door]}"
   start_envoy door_hallow ext_authz_http "$DOOR_ALLOW_H"
   start_envoy door_http ext_authz_http "${HTTPP[door]}"
-  for e in door_gallow door_grpc door_hallow door_http; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' -H "authorization: Bearer $tok1" "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
-    [[ "$code" == 200 ]] || die "Envoy ($e) answered $code to a valid token (logs: $work)"
-  done
-  for e in door_grpc door_http; do
-    code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:${PORT[envoy-$e]}/api/items")
-    [[ "$code" == 401 ]] || die "Envoy ($e) answered $code without a token"
-  done
+  expect_envoy 200 token door_gallow door_grpc door_hallow door_http
+  expect_envoy 401 none door_grpc door_http
   # nginx alone (proxy to the allow-all HTTP server) and nginx + auth_request (deploy/nginx sample)
   NGINX_BIN=$(command -v nginx || echo /usr/sbin/nginx)
   for n in nginx_plain nginx_auth; do
