@@ -44,7 +44,7 @@
 #   httpdoor: one oidc-authz instance with `listen.http` as well as the gRPC port, an allow-all gRPC
 #     server and an allow-all HTTP server (bench/allow_all.rs --http), warm tokens; in slices per round
 #     (order rotating): loadgen (2 x 16) → allow-all gRPC and → oidc-authz gRPC; wrk -t1 -c32 →
-#     allow-all HTTP and → oidc-authz /forward-auth (bench/forward_auth.lua: Authorization,
+#     allow-all HTTP and → oidc-authz /forward-auth (bench/tokens.lua forward-auth: Authorization,
 #     X-Original-Method / -URI, X-Forwarded-Host / -Proto, as nginx auth_request sends them) and
 #     → /ext-authz/api/items (bench/tokens.lua, Envoy http_service's shape). Prints decisions/s, server
 #     CPU µs per decision, each door's ratio to its allow-all (decisions/s) and the HTTP ÷ gRPC
@@ -573,7 +573,7 @@ compiles() { ps -eo comm= | grep -cE '^(rustc|cc1|cc1plus|cargo|ld|ld.lld|clang)
 steal_ticks() { awk '$1 == "cpu" {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 
 wrk_run() { # round key envoy-name tokens seconds [authz-server-name]
-  local r=$1 key=$2 port=${PORT[envoy-$3]} file=$4 secs=$5 authz=${6:-} out rps reqs non2xx sockerr e0 a0=""
+  local r=$1 key=$2 port=${PORT[envoy-$3]} file=$4 secs=$5 authz=${6:-} out rps reqs errs e0 a0=""
   e0=$(cpu_ticks "envoy-$3")
   [[ -n "$authz" ]] && a0=$(cpu_ticks "$authz")
   out=$("${CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" -s bench/tokens.lua \
@@ -582,12 +582,15 @@ wrk_run() { # round key envoy-name tokens seconds [authz-server-name]
   [[ -n "$authz" ]] && cpu_put "$key.authz_cpu_s" "$r" "$authz" "$a0"
   rps=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
-  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out"); non2xx=${non2xx:-0}
-  sockerr=$(awk '/Socket errors:/ {gsub(",","");print $4+$6+$8+$10}' <<<"$out"); sockerr=${sockerr:-0}
+  errs=$(wrk_errors "$out")
   put "$key" "$r" "$rps"
-  put "$key.errors" "$r" "$((non2xx + sockerr))"
+  put "$key.errors" "$r" "$errs"
   put "$key.requests" "$r" "$reqs"
-  printf '   %-28s %10s req/s  (%s requests, %s errors)\n' "$key" "$rps" "$reqs" "$((non2xx + sockerr))" >&2
+  printf '   %-28s %10s req/s  (%s requests, %s errors)\n' "$key" "$rps" "$reqs" "$errs" >&2
+}
+wrk_errors() { # wrk's output -> its non-2xx answers plus socket errors (each one counts against a run)
+  awk '/Non-2xx or 3xx responses:/ {n += $5} /Socket errors:/ {gsub(",", ""); n += $4 + $6 + $8 + $10}
+       END {print n + 0}' <<<"$1"
 }
 
 loadgen_src() { # tokens-file, or dpop:FILE for token<TAB>proof lines -> loadgen's source flag
@@ -626,22 +629,21 @@ slice_sums() { # round key: the round's KEY.sN.{checks,errors,seconds,cpu_s} sum
     }' "$results" >"$results.round"
   cat "$results.round" >>"$results"; rm -f "$results.round"
 }
-wrk_door() { # round key server-name url lua-script seconds [also-measured-server]: wrk -t1 -c32, warm tokens
-  local r=$1 key=$2 server=$3 url=$4 script=$5 secs=$6 other=${7:-} out t0 o0="" reqs dur non2xx sockerr
+wrk_door() { # round key server-name url tokens.lua-mode(""|forward-auth) seconds [also-measured-server]
+  local r=$1 key=$2 server=$3 url=$4 mode=$5 secs=$6 other=${7:-} out t0 o0="" reqs dur errs
   t0=$(cpu_ticks "$server")
   [[ -n "$other" ]] && o0=$(cpu_ticks "$other")
-  out=$("${CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" -s "$script" "$url" -- "$tokdir/warm.txt" 2>&1) \
-    || die "wrk failed: $out"
+  out=$("${CLI[@]}" wrk -t1 -c"$CONNS" -d"${secs}s" -s bench/tokens.lua "$url" -- "$tokdir/warm.txt" \
+        ${mode:+"$mode"} 2>&1) || die "wrk failed: $out"
   cpu_put "$key.cpu_s" "$r" "$server" "$t0"
   [[ -n "$other" ]] && cpu_put "$key.authz_cpu_s" "$r" "$other" "$o0"
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   dur=$(awk '/requests in/ {d = $4; sub(/s,?$/, "", d); print d}' <<<"$out")
-  non2xx=$(awk '/Non-2xx or 3xx responses:/ {print $5}' <<<"$out"); non2xx=${non2xx:-0}
-  sockerr=$(awk '/Socket errors:/ {gsub(",","");print $4+$6+$8+$10}' <<<"$out"); sockerr=${sockerr:-0}
+  errs=$(wrk_errors "$out")
   put "$key.checks" "$r" "$reqs"
   put "$key.seconds" "$r" "$dur"
-  put "$key.errors" "$r" "$((non2xx + sockerr))"
-  printf '   %-28s checks=%s seconds=%s errors=%s\n' "$key" "$reqs" "$dur" "$((non2xx + sockerr))" >&2
+  put "$key.errors" "$r" "$errs"
+  printf '   %-28s checks=%s seconds=%s errors=%s\n' "$key" "$reqs" "$dur" "$errs" >&2
 }
 rotate() { # n words...: the words rotated left by n
   local n=$1; shift
@@ -654,17 +656,17 @@ if has shadow; then
 fi
 if has httpdoor; then
   warmup door "${PORT[door]}" "$tokdir/warm.txt" --requests $((2 * WARM))
-  for u in "http://127.0.0.1:${HTTPP[door]}/forward-auth bench/forward_auth.lua" \
-           "http://127.0.0.1:${HTTPP[door]}/ext-authz/api/items bench/tokens.lua" \
-           "http://127.0.0.1:$DOOR_ALLOW_H/api/items bench/tokens.lua" \
-           "http://127.0.0.1:${PORT[nginx_plain]}/api/items bench/tokens.lua" \
-           "http://127.0.0.1:${PORT[nginx_auth]}/api/items bench/tokens.lua" \
-           "http://127.0.0.1:${PORT[envoy-door_gallow]}/api/items bench/tokens.lua" \
-           "http://127.0.0.1:${PORT[envoy-door_grpc]}/api/items bench/tokens.lua" \
-           "http://127.0.0.1:${PORT[envoy-door_hallow]}/api/items bench/tokens.lua" \
-           "http://127.0.0.1:${PORT[envoy-door_http]}/api/items bench/tokens.lua"; do
-    read -r url script <<<"$u"
-    "${CLI[@]}" wrk -t1 -c"$CONNS" -d1s -s "$script" "$url" -- "$tokdir/warm.txt" >/dev/null 2>&1
+  for u in "http://127.0.0.1:${HTTPP[door]}/forward-auth forward-auth" \
+           "http://127.0.0.1:${HTTPP[door]}/ext-authz/api/items" \
+           "http://127.0.0.1:$DOOR_ALLOW_H/api/items" \
+           "http://127.0.0.1:${PORT[nginx_plain]}/api/items" \
+           "http://127.0.0.1:${PORT[nginx_auth]}/api/items" \
+           "http://127.0.0.1:${PORT[envoy-door_gallow]}/api/items" \
+           "http://127.0.0.1:${PORT[envoy-door_grpc]}/api/items" \
+           "http://127.0.0.1:${PORT[envoy-door_hallow]}/api/items" \
+           "http://127.0.0.1:${PORT[envoy-door_http]}/api/items"; do
+    read -r url mode <<<"$u"
+    "${CLI[@]}" wrk -t1 -c"$CONNS" -d1s -s bench/tokens.lua "$url" -- "$tokdir/warm.txt" ${mode:+"$mode"} >/dev/null 2>&1
   done
 fi
 if has telemetry; then
@@ -757,21 +759,21 @@ for r in $(seq 1 "$ROUNDS"); do
           grpc)   loadgen_run "$r" "door.$v.s$k" door "${PORT[door]}" "$tokdir/warm.txt" \
                     --connections 2 --streams 16 --duration "$DOOR_SLICE_SECS" ;;
           hallow) wrk_door "$r" "door.$v.s$k" door_allow_h "http://127.0.0.1:$DOOR_ALLOW_H/api/items" \
-                    bench/tokens.lua "$DOOR_SLICE_SECS" ;;
+                    "" "$DOOR_SLICE_SECS" ;;
           fwd)    wrk_door "$r" "door.$v.s$k" door "http://127.0.0.1:${HTTPP[door]}/forward-auth" \
-                    bench/forward_auth.lua "$DOOR_SLICE_SECS" ;;
+                    forward-auth "$DOOR_SLICE_SECS" ;;
           envoy)  wrk_door "$r" "door.$v.s$k" door "http://127.0.0.1:${HTTPP[door]}/ext-authz/api/items" \
-                    bench/tokens.lua "$DOOR_SLICE_SECS" ;;
+                    "" "$DOOR_SLICE_SECS" ;;
           nplain) wrk_door "$r" "door.$v.s$k" nginx_plain "http://127.0.0.1:${PORT[nginx_plain]}/api/items" \
-                    bench/tokens.lua "$DOOR_SLICE_SECS" ;;
+                    "" "$DOOR_SLICE_SECS" ;;
           nauth)  wrk_door "$r" "door.$v.s$k" nginx_auth "http://127.0.0.1:${PORT[nginx_auth]}/api/items" \
-                    bench/tokens.lua "$DOOR_SLICE_SECS" door ;;
+                    "" "$DOOR_SLICE_SECS" door ;;
           egallow|egrpc|ehallow|ehttp)   # Envoy's CPU as .cpu_s, the authz server's as .authz_cpu_s
             e=$(case $v in egallow) echo door_gallow;; egrpc) echo door_grpc;; ehallow) echo door_hallow;;
                            ehttp) echo door_http;; esac)
             a=$(case $v in egallow) echo door_allow_g;; ehallow) echo door_allow_h;; *) echo door;; esac)
             wrk_door "$r" "door.$v.s$k" "envoy-$e" "http://127.0.0.1:${PORT[envoy-$e]}/api/items" \
-              bench/tokens.lua "$DOOR_SLICE_SECS" "$a" ;;
+              "" "$DOOR_SLICE_SECS" "$a" ;;
         esac
       done
     done
