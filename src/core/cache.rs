@@ -35,6 +35,9 @@ pub struct Entry {
     pub subject: Option<String>,
     /// The roles the token carries under the routed client's role claim paths.
     pub roles: Box<[Box<str>]>,
+    /// The claims have a `cnf` member (DESIGN §10): decided once here, so a bearer token's
+    /// Check skips the binding step's lookups.
+    pub has_cnf: bool,
     cost: usize,
 }
 
@@ -69,6 +72,7 @@ impl Entry {
             // the Arc'd entry itself, and its slot in the shard's map (load factor ≥ 7/16)
             + block(size_of::<Entry>() + 2 * size_of::<usize>())
             + 2 * (size_of::<(u64, Arc<Entry>)>() + 1);
+        let has_cnf = claims.contains_key("cnf");
         Entry {
             token: token.into(),
             client,
@@ -79,6 +83,7 @@ impl Entry {
             headers,
             subject,
             roles,
+            has_cnf,
             cost,
         }
     }

@@ -378,27 +378,33 @@ async fn decide_rule(
         });
     }
     // DESIGN §10, per request (a cached token included): the token's cnf against the proof
-    // and the certificate this request carries.
-    let mut dpop_headers = input.headers.get_all("dpop");
-    let (first, second) = (dpop_headers.next(), dpop_headers.next());
-    let proofs = [first.unwrap_or_default(), second.unwrap_or_default()];
-    let n = usize::from(first.is_some()) + usize::from(second.is_some());
-    let bound = BindingRequest {
-        auth_scheme,
-        access_token: raw,
-        proofs: &proofs[..n],
-        method: input.method,
-        scheme: input.scheme,
-        authority: input.host,
-        path: input.path,
-        peer_certificate: input.peer_certificate,
-        xfcc: input
-            .headers
-            .get_one("x-forwarded-client-cert")
-            .map_err(|_| ()),
-        now,
+    // and the certificate this request carries. A token without cnf (decided when it was
+    // cached) needs only the scheme check.
+    let binding = if entry.has_cnf {
+        let mut dpop_headers = input.headers.get_all("dpop");
+        let (first, second) = (dpop_headers.next(), dpop_headers.next());
+        let proofs = [first.unwrap_or_default(), second.unwrap_or_default()];
+        let n = usize::from(first.is_some()) + usize::from(second.is_some());
+        let bound = BindingRequest {
+            auth_scheme,
+            access_token: raw,
+            proofs: &proofs[..n],
+            method: input.method,
+            scheme: input.scheme,
+            authority: input.host,
+            path: input.path,
+            peer_certificate: input.peer_certificate,
+            xfcc: input
+                .headers
+                .get_one("x-forwarded-client-cert")
+                .map_err(|_| ()),
+            now,
+        };
+        enforce::enforce(&entry.claims, &bound, &client.cfg.binding, replay)
+    } else {
+        enforce::enforce_unbound(auth_scheme, &client.cfg.binding)
     };
-    if let Err(e) = enforce::enforce(&entry.claims, &bound, &client.cfg.binding, replay) {
+    if let Err(e) = binding {
         return deny(
             enforce::deny(e, &client.cfg.binding, now),
             Some(rule_name),

@@ -81,6 +81,12 @@ pub fn enforce(
     Ok(())
 }
 
+/// [`enforce`] for a token whose claims have no `cnf` (known when it was verified): only the
+/// scheme and `binding.require` apply, so no proof or certificate header is looked at.
+pub fn enforce_unbound(scheme: AuthScheme, cfg: &BindingConfig) -> Result<(), BindingError> {
+    cnf::check_scheme(None, scheme, cfg.require)
+}
+
 /// `algs` only: the challenge every 401 of a DPoP-configured client carries.
 pub fn advertise(cfg: &BindingConfig) -> DpopChallenge {
     DpopChallenge {
@@ -125,4 +131,47 @@ pub fn deny(e: BindingError, cfg: &BindingConfig, now: i64) -> Deny {
         _ => None,
     };
     deny
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The shortcut answers exactly what the full rules answer for a token without `cnf`,
+    /// whatever the request carries.
+    #[test]
+    fn enforce_unbound_is_enforce_without_cnf() {
+        let claims = serde_json::json!({"sub": "a"}).as_object().unwrap().clone();
+        let replay = ReplayMemory::new(64, 1);
+        for require in [false, true] {
+            let mut cfg = BindingConfig::defaults(Duration::from_secs(30));
+            cfg.require = require;
+            for scheme in [AuthScheme::Bearer, AuthScheme::Dpop] {
+                let req = BindingRequest {
+                    auth_scheme: scheme,
+                    access_token: "t",
+                    proofs: &["not-a-proof"],
+                    method: "GET",
+                    scheme: "https",
+                    authority: "h",
+                    path: "/",
+                    peer_certificate: "",
+                    xfcc: Ok(Some("garbage")),
+                    now: 0,
+                };
+                assert_eq!(
+                    enforce_unbound(scheme, &cfg),
+                    enforce(&claims, &req, &cfg, &replay),
+                    "require {require}, {scheme:?}"
+                );
+            }
+        }
+        let mut cfg = BindingConfig::defaults(Duration::from_secs(30));
+        cfg.require = true;
+        assert_eq!(
+            enforce_unbound(AuthScheme::Bearer, &cfg),
+            Err(BindingError::BindingRequired)
+        );
+    }
 }
