@@ -28,19 +28,49 @@ fn tagged_config(keys: &std::path::Path, tag: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn reloads_under_load_are_atomic_and_apply_within_two_seconds() {
-    let dir = temp_dir("reload");
+/// The start of every reload test: a new temp dir, an ES256 key set, a config file tagged "a"
+/// over it, and the state serving that config.
+struct Tagged {
+    dir: std::path::PathBuf,
+    key: TestKey,
+    keys: std::path::PathBuf,
+    cfg_path: std::path::PathBuf,
+    metrics: Arc<Metrics>,
+    state: Arc<ServerState>,
+}
+
+fn tagged(name: &str) -> Tagged {
+    let dir = temp_dir(name);
     let key = TestKey::generate(Alg::ES256, "k");
     let keys = dir.join("keys.json");
     std::fs::write(&keys, jwks(&[&key])).unwrap();
     let cfg_path = dir.join("config.yaml");
     std::fs::write(&cfg_path, tagged_config(&keys, "a")).unwrap();
+    let metrics = Arc::new(Metrics::new());
     let state = ServerState::new(
         oidc_authz::config::load(&cfg_path).unwrap(),
-        Arc::new(Metrics::new()),
+        metrics.clone(),
     )
     .unwrap();
+    Tagged {
+        dir,
+        key,
+        keys,
+        cfg_path,
+        metrics,
+        state,
+    }
+}
+
+#[tokio::test]
+async fn reloads_under_load_are_atomic_and_apply_within_two_seconds() {
+    let Tagged {
+        key,
+        keys,
+        cfg_path,
+        state,
+        ..
+    } = tagged("reload");
     let any = "127.0.0.1:0".parse().unwrap();
     // The reload wiring of `serve`: a config file path given to the startup path.
     let options = oidc_authz::RunOptions {
@@ -116,18 +146,14 @@ async fn reloads_under_load_are_atomic_and_apply_within_two_seconds() {
 
 #[tokio::test]
 async fn an_invalid_reload_is_rejected_and_the_old_config_keeps_serving() {
-    let dir = temp_dir("bad-reload");
-    let key = TestKey::generate(Alg::ES256, "k");
-    let keys = dir.join("keys.json");
-    std::fs::write(&keys, jwks(&[&key])).unwrap();
-    let cfg_path = dir.join("config.yaml");
-    std::fs::write(&cfg_path, tagged_config(&keys, "a")).unwrap();
-    let metrics = Arc::new(Metrics::new());
-    let state = ServerState::new(
-        oidc_authz::config::load(&cfg_path).unwrap(),
-        metrics.clone(),
-    )
-    .unwrap();
+    let Tagged {
+        key,
+        keys,
+        cfg_path,
+        metrics,
+        state,
+        ..
+    } = tagged("bad-reload");
     std::fs::write(
         &cfg_path,
         tagged_config(&keys, "a").replace("audiences: [app]", "audiences: []"),
@@ -640,20 +666,17 @@ async fn a_jwks_file_change_alone_reloads_the_keys() {
 /// every Check is decided against whatever it holds now; answers come from the live config.
 #[tokio::test]
 async fn the_shadow_config_reloads_like_the_live_one() {
-    let dir = temp_dir("shadow");
-    let key = TestKey::generate(Alg::ES256, "k");
-    let keys = dir.join("keys.json");
-    std::fs::write(&keys, jwks(&[&key])).unwrap();
-    let cfg_path = dir.join("config.yaml");
+    let Tagged {
+        dir,
+        key,
+        keys,
+        cfg_path,
+        state,
+        ..
+    } = tagged("shadow");
     let shadow_path = dir.join("candidate.yaml");
-    std::fs::write(&cfg_path, tagged_config(&keys, "a")).unwrap();
     // the candidate agrees at first (same rule), then drops the /api rule: every Check differs
     std::fs::write(&shadow_path, tagged_config(&keys, "a")).unwrap();
-    let state = ServerState::new(
-        oidc_authz::config::load(&cfg_path).unwrap(),
-        Arc::new(Metrics::new()),
-    )
-    .unwrap();
     let any = "127.0.0.1:0".parse().unwrap();
     let options = oidc_authz::RunOptions {
         config_path: Some(cfg_path.clone()),
