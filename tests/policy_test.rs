@@ -241,15 +241,15 @@ fn lint_fixture(name: &str, strict: bool) -> (Run, String) {
 #[test]
 fn each_lint_warning_is_printed_with_exit_0_and_is_an_error_with_strict() {
     for name in ["shadowed", "anonymous-write", "unreachable-client"] {
+        // every expected fragment of the fixture is in stderr
+        let names_all = |stderr: &str, expect: &str| {
+            for want in expect.split('|') {
+                assert!(stderr.contains(want), "{name}: want {want:?} in:\n{stderr}");
+            }
+        };
         let (r, expect) = lint_fixture(name, false);
         assert_eq!(r.code, 0, "{name}: {}{}", r.stdout, r.stderr);
-        for want in expect.split('|') {
-            assert!(
-                r.stderr.contains(want),
-                "{name}: want {want:?} in:\n{}",
-                r.stderr
-            );
-        }
+        names_all(&r.stderr, &expect);
         assert_eq!(
             r.stderr.matches("warning: ").count(),
             1,
@@ -261,13 +261,7 @@ fn each_lint_warning_is_printed_with_exit_0_and_is_an_error_with_strict() {
 
         let (r, expect) = lint_fixture(name, true);
         assert_eq!(r.code, 2, "{name} --strict: {}{}", r.stdout, r.stderr);
-        for want in expect.split('|') {
-            assert!(
-                r.stderr.contains(want),
-                "{name}: want {want:?} in:\n{}",
-                r.stderr
-            );
-        }
+        names_all(&r.stderr, &expect);
         assert!(
             r.stderr
                 .contains("1 warning (--strict: warnings are errors)"),
