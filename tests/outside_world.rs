@@ -475,8 +475,9 @@ async fn non_regular_files_are_refused_without_blocking() {
 // ---------------------------------------------------------------------------------------------
 // finding 5: only stable content is loaded
 
-/// The config is rewritten in place in two writes 400 ms apart; the first half is a valid config
-/// on its own (no rules: every valid token allowed everywhere). It must never be loaded.
+/// The finding: the config is rewritten in place in two writes 1.5 s apart (longer than the
+/// settle time); the first half is a valid config on its own (no rules: every valid token allowed
+/// everywhere). It must never be loaded; the complete file is, within 2 s of its writer closing it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_written_in_place_in_two_writes_is_loaded_only_when_complete() {
     let dir = temp_dir("half");
@@ -494,7 +495,7 @@ async fn a_config_written_in_place_in_two_writes_is_loaded_only_when_complete() 
         state.clone(),
         cfg_path.clone(),
         Duration::from_millis(50),
-        Duration::from_secs(1),
+        oidc_authz::ops::reload::DEFAULT_SETTLE,
         oidc_authz::ops::reload::Target::Live,
     );
     let first = file_config(&keys, "");
@@ -509,7 +510,7 @@ async fn a_config_written_in_place_in_two_writes_is_loaded_only_when_complete() 
         .unwrap();
     f.write_all(first.as_bytes()).unwrap();
     let written = Instant::now();
-    while written.elapsed() < Duration::from_millis(400) {
+    while written.elapsed() < Duration::from_millis(1500) {
         assert_eq!(
             state.snapshot().generation,
             1,
@@ -519,13 +520,49 @@ async fn a_config_written_in_place_in_two_writes_is_loaded_only_when_complete() 
     }
     f.write_all(second.as_bytes()).unwrap();
     drop(f);
-    until(Duration::from_secs(5), "the complete config", || {
+    until(Duration::from_secs(2), "the complete config", || {
         state.snapshot().generation > 1
     })
     .await;
     let snap = state.snapshot();
     assert_eq!(snap.generation, 2, "loaded once, complete");
     assert_eq!(snap.config.rules.len(), 1);
+}
+
+/// A config written in place and closed (`std::fs::write`, `cp`) is complete: on Linux the
+/// kernel says its writer closed it, so it loads at the next poll, without the settle time.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_written_in_place_and_closed_is_loaded_at_once() {
+    let dir = temp_dir("closed");
+    let key = TestKey::generate(Alg::ES256, "k");
+    let keys = keys_file(&dir, &key);
+    let cfg_path = dir.join("config.yaml");
+    std::fs::write(&cfg_path, file_config(&keys, "")).unwrap();
+    let state =
+        ServerState::new(config::load(&cfg_path).unwrap(), Arc::new(Metrics::new())).unwrap();
+    let _r = oidc_authz::ops::reload::spawn_with_settle(
+        state.clone(),
+        cfg_path.clone(),
+        Duration::from_millis(50),
+        Duration::from_secs(30),
+        oidc_authz::ops::reload::Target::Live,
+    );
+    let rules = "rules:\n  - {name: api, match: {prefix: /api}}\n";
+    std::fs::write(&cfg_path, file_config(&keys, rules)).unwrap();
+    until(
+        Duration::from_secs(10),
+        "the closed in-place write (settle is 30 s)",
+        || state.snapshot().generation > 1,
+    )
+    .await;
+    // the jwks_file too: a key file written in place and closed reloads the config at once
+    let other = TestKey::generate(Alg::ES256, "k2");
+    std::fs::write(&keys, jwks(&[&key, &other])).unwrap();
+    until(Duration::from_secs(10), "the rewritten key file", || {
+        state.snapshot().generation > 2
+    })
+    .await;
 }
 
 /// A rename (new inode) is complete by construction: loaded at the next poll, without waiting

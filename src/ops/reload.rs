@@ -9,9 +9,11 @@
 //!   open, so a FIFO cannot block it); file contents are read only to load;
 //! * a file replaced by a new inode (write a temp file + rename, a ConfigMap symlink swap) is
 //!   loaded at the next poll;
-//! * a file written in place is loaded only once it is stable: the same inode, length and mtime
-//!   seen by two polls at least `settle` apart — a writer between two `write()`s is not loaded
-//!   half-written, as long as it pauses for less than `settle`;
+//! * a file written in place is loaded once its writer has closed it (on Linux the kernel says so:
+//!   `outside::writers`) — a writer paused between two `write()`s is never loaded half-written,
+//!   however long it pauses; where the kernel cannot say (not Linux, no inotify, a write before
+//!   the watch existed) it is loaded once stable: the same inode, length and mtime seen by two
+//!   polls at least `settle` apart;
 //! * a non-regular file (FIFO, device, directory), or one that cannot be read in time, is
 //!   refused: one error line naming the file and why, one `config_reloads_total{result="error"}`
 //!   per distinct problem, the old config keeps serving;
@@ -20,7 +22,7 @@
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -29,13 +31,15 @@ use tokio::time::Instant;
 use crate::config::{self, ConfigErrors, KeySource};
 use crate::ops::state::ServerState;
 use crate::outside::files::{self, FileError, Stamp};
+use crate::outside::writers::{Writers, Writing};
 
-/// How often the config file is checked for changes. In-place writes apply within
-/// `DEFAULT_POLL + DEFAULT_SETTLE` (1.5 s, inside the 2 s contract); renames within one poll.
+/// How often the config file is checked for changes. Renames and closed in-place writes apply
+/// within one poll; in-place writes the kernel cannot vouch for within `DEFAULT_POLL +
+/// DEFAULT_SETTLE` (1.5 s, inside the 2 s contract).
 pub const DEFAULT_POLL: Duration = Duration::from_millis(500);
 
-/// How long an in-place write must stay unchanged before it is loaded (two polls at the
-/// default interval).
+/// How long an in-place write the kernel cannot vouch for must stay unchanged before it is
+/// loaded (two polls at the default interval).
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 
 /// How long one load (read, validate, compile, swap) may take before the poller moves on.
@@ -154,6 +158,11 @@ fn current(path: &Path, state: &ServerState, target: Target) -> Result<Loaded, F
     })
 }
 
+/// The writers' tracker is used by the poller and the loads it starts (one at a time).
+fn lock(w: &Mutex<Writers>) -> MutexGuard<'_, Writers> {
+    w.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Poll decisions, kept apart from the I/O so that they are easy to follow.
 struct Watch {
     settle: Duration,
@@ -170,7 +179,8 @@ enum Next {
 }
 
 impl Watch {
-    fn on_observation(&mut self, stamps: Vec<Stamp>, now: Instant) -> Next {
+    /// One poll: the files' `stamps` and what the kernel says of their `writers` (same order).
+    fn on_observation(&mut self, stamps: Vec<Stamp>, writers: &[Writing], now: Instant) -> Next {
         self.last_problem = None;
         if self.loaded.as_ref().is_some_and(|l| l.stamps == stamps) {
             self.pending = None;
@@ -192,6 +202,26 @@ impl Watch {
             self.pending = None;
             return Next::Load;
         }
+        // Written in place. What the kernel says of the files that changed since the load:
+        let loaded = self.loaded.as_ref().map(|l| &l.stamps);
+        let changed = stamps
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| loaded.is_none_or(|l| l.get(*i) != Some(*s)));
+        let says: Vec<Writing> = changed
+            .map(|(i, _)| writers.get(i).copied().unwrap_or(Writing::Unknown))
+            .collect();
+        if says.contains(&Writing::Open) {
+            // A writer has not closed the file yet: wait, however long it pauses.
+            self.pending = Some((stamps, now));
+            return Next::Nothing;
+        }
+        if !says.is_empty() && says.iter().all(|w| *w == Writing::Closed) {
+            // Every writer closed what it wrote: the content is complete.
+            self.pending = None;
+            return Next::Load;
+        }
+        // The kernel cannot say: load once the files hold still for `settle`.
         match &self.pending {
             Some((p, since)) if *p == stamps => {
                 if now.duration_since(*since) >= self.settle {
@@ -239,9 +269,14 @@ pub fn spawn_with_settle(
     let notify = trigger.clone();
     // Observe now, not in the task: a change between here and the task's first poll must count.
     // (stat and read of regular files only: this cannot hang on a FIFO.)
+    let loaded = current(&path, &state, target).ok();
+    let writers = Arc::new(Mutex::new(Writers::new()));
+    if let Some(l) = &loaded {
+        lock(&writers).watch(&l.files, &l.stamps);
+    }
     let mut watch = Watch {
         settle,
-        loaded: current(&path, &state, target).ok(),
+        loaded,
         pending: None,
         last_problem: None,
     };
@@ -255,34 +290,58 @@ pub fn spawn_with_settle(
             let Some(state) = weak.upgrade() else { return };
             if !forced {
                 let files = files_of(&path, &state, target);
-                let stamps =
-                    files::run_blocking(&path, files::READ_TIMEOUT, move || observe(&files)).await;
-                match stamps {
+                let w = writers.clone();
+                let seen = files::run_blocking(&path, files::READ_TIMEOUT, move || {
+                    let stamps = observe(&files)?;
+                    let mut w = lock(&w);
+                    w.watch(&files, &stamps);
+                    Ok((stamps, w.state()))
+                })
+                .await;
+                match seen {
                     Err(e) => {
                         watch.on_problem(&state, &e);
                         continue;
                     }
-                    Ok(stamps) => {
-                        if let Next::Nothing = watch.on_observation(stamps, Instant::now()) {
+                    Ok((stamps, says)) => {
+                        if let Next::Nothing = watch.on_observation(stamps, &says, Instant::now()) {
                             continue;
                         }
                     }
                 }
             }
-            let (st, p) = (state.clone(), path.clone());
+            let (st, p, w) = (state.clone(), path.clone(), writers.clone());
             let known = watch.loaded.as_ref().map(|l| l.hash);
             let outcome = files::run_blocking(&path, LOAD_TIMEOUT, move || {
+                // Stamps taken before any read: a write during or after the load changes them,
+                // so the next poll sees it and loads the complete file.
+                let files = files_of(&p, &st, target);
+                let stamps = observe(&files)?;
+                if !forced && lock(&w).state().contains(&Writing::Open) {
+                    return Ok(None); // a writer started since the poll: wait for it to close
+                }
                 // A `touch` (new mtime, same content) is not a reload.
-                let before = content_hash(&files_of(&p, &st, target))?;
-                if forced || Some(before) != known {
+                let hash = content_hash(&files)?;
+                if forced || Some(hash) != known {
                     let _ = reload_target(&st, &p, target);
                 }
                 // After the load: the new config may name other key files.
-                current(&p, &st, target)
+                if files_of(&p, &st, target) != files {
+                    return current(&p, &st, target).map(Some);
+                }
+                Ok(Some(Loaded {
+                    files,
+                    stamps,
+                    hash,
+                }))
             })
             .await;
             match outcome {
-                Ok(now) => watch.loaded = Some(now),
+                Ok(Some(now)) => {
+                    lock(&writers).watch(&now.files, &now.stamps);
+                    watch.loaded = Some(now);
+                }
+                Ok(None) => {}
                 Err(e) => watch.on_problem(&state, &e),
             }
         }
@@ -303,7 +362,9 @@ mod tests {
         }
     }
 
-    /// In-place writes wait for `settle`; a new inode loads at once.
+    use Writing::{Closed as C, Open as O, Unknown as U};
+
+    /// Where the kernel cannot say, in-place writes wait for `settle`; a new inode loads at once.
     #[tokio::test(start_paused = true)]
     async fn stable_or_replaced_content_only() {
         let mut w = Watch {
@@ -318,38 +379,77 @@ mod tests {
         };
         let t0 = Instant::now();
         assert!(matches!(
-            w.on_observation(vec![stamp(1, 10)], t0),
+            w.on_observation(vec![stamp(1, 10)], &[U], t0),
             Next::Nothing
         ));
         // first half written in place
         assert!(matches!(
-            w.on_observation(vec![stamp(1, 5)], t0),
+            w.on_observation(vec![stamp(1, 5)], &[U], t0),
             Next::Nothing
         ));
         let t = t0 + Duration::from_millis(500);
         assert!(matches!(
-            w.on_observation(vec![stamp(1, 5)], t),
+            w.on_observation(vec![stamp(1, 5)], &[U], t),
             Next::Nothing
         ));
         // second half, before settle
         let t = t0 + Duration::from_millis(900);
         assert!(matches!(
-            w.on_observation(vec![stamp(1, 20)], t),
+            w.on_observation(vec![stamp(1, 20)], &[U], t),
             Next::Nothing
         ));
         let t = t0 + Duration::from_millis(1400);
         assert!(matches!(
-            w.on_observation(vec![stamp(1, 20)], t),
+            w.on_observation(vec![stamp(1, 20)], &[U], t),
             Next::Nothing
         ));
         let t = t0 + Duration::from_millis(1900);
         assert!(matches!(
-            w.on_observation(vec![stamp(1, 20)], t),
+            w.on_observation(vec![stamp(1, 20)], &[U], t),
             Next::Load
         ));
         // a rename swap: new inode, loaded at the first sight
         assert!(matches!(
-            w.on_observation(vec![stamp(2, 20)], t),
+            w.on_observation(vec![stamp(2, 20)], &[U], t),
+            Next::Load
+        ));
+    }
+
+    /// Where the kernel says, an in-place write loads when its writer closed the file, at once,
+    /// and never while it is open, however long the writer pauses.
+    #[tokio::test(start_paused = true)]
+    async fn closed_writes_load_at_once_open_ones_never() {
+        let mut w = Watch {
+            settle: Duration::from_secs(1),
+            loaded: Some(Loaded {
+                files: vec![],
+                stamps: vec![stamp(1, 10), stamp(2, 10)],
+                hash: 0,
+            }),
+            pending: None,
+            last_problem: None,
+        };
+        let t0 = Instant::now();
+        let t = |ms| t0 + Duration::from_millis(ms);
+        // first half written, writer still open: held back far beyond `settle`
+        for ms in [0, 500, 1500, 10_000] {
+            assert!(matches!(
+                w.on_observation(vec![stamp(1, 5), stamp(2, 10)], &[O, U], t(ms)),
+                Next::Nothing
+            ));
+        }
+        // closed: loaded at once (the unchanged key file's unknown history does not matter)
+        assert!(matches!(
+            w.on_observation(vec![stamp(1, 20), stamp(2, 10)], &[C, U], t(10_001)),
+            Next::Load
+        ));
+        // a changed file the kernel cannot vouch for falls back to `settle`
+        assert!(matches!(
+            w.on_observation(vec![stamp(1, 20), stamp(2, 11)], &[C, U], t(10_002)),
+            Next::Nothing
+        ));
+        assert!(matches!(
+            w.on_observation(vec![stamp(1, 20), stamp(2, 11)], &[C, U], t(11_002)),
             Next::Load
         ));
     }
