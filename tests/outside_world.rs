@@ -475,28 +475,56 @@ async fn non_regular_files_are_refused_without_blocking() {
 // ---------------------------------------------------------------------------------------------
 // finding 5: only stable content is loaded
 
+/// A config file (with `rules`) and its key file, loaded, and a live reloader polling every
+/// 50 ms with the given settle time.
+struct Watched {
+    dir: PathBuf,
+    key: TestKey,
+    keys: PathBuf,
+    cfg_path: PathBuf,
+    state: Arc<ServerState>,
+    _reloader: oidc_authz::ops::reload::Reloader,
+}
+
+fn watched(name: &str, rules: &str, settle: Duration) -> Watched {
+    let dir = temp_dir(name);
+    let key = TestKey::generate(Alg::ES256, "k");
+    let keys = keys_file(&dir, &key);
+    let cfg_path = dir.join("config.yaml");
+    std::fs::write(&cfg_path, file_config(&keys, rules)).unwrap();
+    let state =
+        ServerState::new(config::load(&cfg_path).unwrap(), Arc::new(Metrics::new())).unwrap();
+    let _reloader = oidc_authz::ops::reload::spawn_with_settle(
+        state.clone(),
+        cfg_path.clone(),
+        Duration::from_millis(50),
+        settle,
+        oidc_authz::ops::reload::Target::Live,
+    );
+    Watched {
+        dir,
+        key,
+        keys,
+        cfg_path,
+        state,
+        _reloader,
+    }
+}
+
 /// The finding: the config is rewritten in place in two writes 1.5 s apart (longer than the
 /// settle time); the first half is a valid config on its own (no rules: every valid token allowed
 /// everywhere). It must never be loaded; the complete file is, within 2 s of its writer closing it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_written_in_place_in_two_writes_is_loaded_only_when_complete() {
-    let dir = temp_dir("half");
-    let key = TestKey::generate(Alg::ES256, "k");
-    let keys = keys_file(&dir, &key);
-    let cfg_path = dir.join("config.yaml");
-    std::fs::write(
-        &cfg_path,
-        file_config(&keys, "rules:\n  - {name: old, match: {prefix: /api}}\n"),
-    )
-    .unwrap();
-    let state =
-        ServerState::new(config::load(&cfg_path).unwrap(), Arc::new(Metrics::new())).unwrap();
-    let _r = oidc_authz::ops::reload::spawn_with_settle(
-        state.clone(),
-        cfg_path.clone(),
-        Duration::from_millis(50),
+    let Watched {
+        keys,
+        cfg_path,
+        state,
+        ..
+    } = watched(
+        "half",
+        "rules:\n  - {name: old, match: {prefix: /api}}\n",
         oidc_authz::ops::reload::DEFAULT_SETTLE,
-        oidc_authz::ops::reload::Target::Live,
     );
     let first = file_config(&keys, "");
     let second = "rules:\n  - {name: admin, match: {prefix: /admin}, roles: {all_of: [admin]}}\n";
@@ -534,20 +562,13 @@ async fn a_config_written_in_place_in_two_writes_is_loaded_only_when_complete() 
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_config_written_in_place_and_closed_is_loaded_at_once() {
-    let dir = temp_dir("closed");
-    let key = TestKey::generate(Alg::ES256, "k");
-    let keys = keys_file(&dir, &key);
-    let cfg_path = dir.join("config.yaml");
-    std::fs::write(&cfg_path, file_config(&keys, "")).unwrap();
-    let state =
-        ServerState::new(config::load(&cfg_path).unwrap(), Arc::new(Metrics::new())).unwrap();
-    let _r = oidc_authz::ops::reload::spawn_with_settle(
-        state.clone(),
-        cfg_path.clone(),
-        Duration::from_millis(50),
-        Duration::from_secs(30),
-        oidc_authz::ops::reload::Target::Live,
-    );
+    let Watched {
+        key,
+        keys,
+        cfg_path,
+        state,
+        ..
+    } = watched("closed", "", Duration::from_secs(30));
     let rules = "rules:\n  - {name: api, match: {prefix: /api}}\n";
     std::fs::write(&cfg_path, file_config(&keys, rules)).unwrap();
     until(
@@ -569,20 +590,13 @@ async fn a_config_written_in_place_and_closed_is_loaded_at_once() {
 /// for the settle time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renamed_config_is_loaded_at_once() {
-    let dir = temp_dir("rename");
-    let key = TestKey::generate(Alg::ES256, "k");
-    let keys = keys_file(&dir, &key);
-    let cfg_path = dir.join("config.yaml");
-    std::fs::write(&cfg_path, file_config(&keys, "")).unwrap();
-    let state =
-        ServerState::new(config::load(&cfg_path).unwrap(), Arc::new(Metrics::new())).unwrap();
-    let _r = oidc_authz::ops::reload::spawn_with_settle(
-        state.clone(),
-        cfg_path.clone(),
-        Duration::from_millis(50),
-        Duration::from_secs(30),
-        oidc_authz::ops::reload::Target::Live,
-    );
+    let Watched {
+        dir,
+        keys,
+        cfg_path,
+        state,
+        ..
+    } = watched("rename", "", Duration::from_secs(30));
     let tmp = dir.join(".config.yaml.tmp");
     std::fs::write(
         &tmp,
