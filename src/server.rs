@@ -4,7 +4,7 @@
 //! and in-flight Checks drain.
 //!
 //! Each port has its own accept loop over hyper's connection builders (the same builders tonic
-//! and axum use inside) so that every hostile-input limit is explicit (docs/security-transport.md):
+//! and axum use inside) so that every hostile-input limit is explicit (docs/security.md §10):
 //! a connection cap (a semaphore around accept), back-off on accept errors such as EMFILE instead
 //! of a hot loop, a deadline for the HTTP/2 preface or HTTP/1 request head, HTTP/2 stream and
 //! buffer limits, and a decode limit on the Check message. Connection tasks live in a `JoinSet`

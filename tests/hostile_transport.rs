@@ -1,7 +1,7 @@
 //! Hostile input on the listeners, spoken as raw TCP / hand-made HTTP/2 frames (no Envoy in
 //! front): issue 11 findings 1 (stream flood announcing huge messages), 3 (idle connections,
 //! connection cap), 8 (shutdown with idle connections) and 12 (oversized CheckRequest).
-//! docs/security-transport.md maps each finding to its limit and to the test here.
+//! docs/security.md §10 maps each finding to its limit and to the test here.
 
 #![allow(clippy::unwrap_used)]
 

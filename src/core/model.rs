@@ -34,7 +34,7 @@ pub struct Listen {
     pub admin_grpc: SocketAddr,
     /// The HTTP authorization API (`/forward-auth`, `/ext-authz/…`, DESIGN §9); absent = off.
     pub http: Option<SocketAddr>,
-    /// Transport limits of the gRPC Check port (docs/configuration.md, docs/security-transport.md).
+    /// Transport limits of the gRPC Check port (docs/configuration.md, docs/security.md §10).
     pub limits: ListenLimits,
 }
 
