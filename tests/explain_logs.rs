@@ -152,7 +152,7 @@ async fn logs_are_json_lines_with_one_line_per_deny_and_never_leak_credentials()
     let key = TestKey::generate(Alg::ES256, "k");
     let idp = Idp::start(&[&key]).await;
     let dir = temp_dir("logs");
-    let (grpc, admin, admin_grpc) = (free_port(), free_port(), free_port());
+    let [grpc, admin, admin_grpc] = free_ports();
     let cfg = dir.join("config.yaml");
     let write_cfg = |rule: &str| {
         std::fs::write(

@@ -378,13 +378,12 @@ pub fn temp_dir(tag: &str) -> std::path::PathBuf {
     d
 }
 
-/// A loopback port that was free a moment ago (for the binary, which binds its own sockets).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct loopback ports that were free a moment ago (for the binary, which binds its own
+/// sockets). Held together while chosen: ports taken one at a time can come back equal.
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    held.map(|l| l.local_addr().unwrap().port())
 }
 
 /// Poll `cond` every 10 ms until it holds; panic with `what` after `deadline`. The way to wait for
