@@ -303,9 +303,18 @@ def dpop_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> None:
     w("")
 
 
-def tot_us(vals, key: str) -> float:
-    """Server CPU µs per Check over all rounds (total CPU ÷ total Checks)."""
-    return sum(vals(key + ".cpu_s")) * 1e6 / max(sum(vals(key + ".checks")), 1)
+def tot_us(vals, key: str, cpu: str = "cpu_s") -> float:
+    """CPU µs per Check over all rounds (total CPU ÷ total Checks); `cpu` names the process's
+    CPU field (cpu_s: the measured server or proxy; authz_cpu_s: the authz server behind a proxy)."""
+    return sum(vals(f"{key}.{cpu}")) * 1e6 / max(sum(vals(key + ".checks")), 1)
+
+
+def rate_cells(key: str, label: str, vals, mean) -> str:
+    """The columns every sliced table starts with: label, mean rate, the rate of each round."""
+    return (
+        f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
+        f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
+    )
 
 
 def sliced_rows(d, rounds, w, vals, mean, errors, us_per, rows, unit="Checks") -> None:
@@ -313,9 +322,8 @@ def sliced_rows(d, rounds, w, vals, mean, errors, us_per, rows, unit="Checks") -
     for key, label in rows:
         e = errors(key)
         w(
-            f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
-            f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
-            f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
+            rate_cells(key, label, vals, mean)
+            + f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
             f"{' '.join(f'{v:.1f}' for v in cpu_us(d, rounds, key)):<18} {f'{e} ERRORS' if e else ''}"
         )
 
@@ -362,9 +370,6 @@ def httpdoor_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> No
             if r in d.get(key + ".authz_cpu_s", {}) and d.get(key + ".checks", {}).get(r)
         ]
 
-    def tot_authz_us(key: str) -> float:
-        return sum(vals(key + ".authz_cpu_s")) * 1e6 / max(sum(vals(key + ".checks")), 1)
-
     def noise(xs: list[float]) -> float:
         return max((max(xs) - min(xs)) / 2 if xs else 0.0, 0.05)
 
@@ -379,9 +384,8 @@ def httpdoor_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> No
         for key, label in rows:
             e = errors(key)
             w(
-                f"  {label:<46} {mean(key + '.checks_per_s'):>9.0f}  "
-                f"{' '.join(f'{v:.0f}' for v in vals(key + '.checks_per_s')):<26} "
-                f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
+                rate_cells(key, label, vals, mean)
+                + f"{us_per(key + '.cpu_s', key + '.checks'):>19}  "
                 f"{us_per(key + '.authz_cpu_s', key + '.checks') or '–':>24} {f'{e} ERRORS' if e else ''}"
             )
 
@@ -407,7 +411,7 @@ def httpdoor_part(d, a, rounds, w, vals, mean, one, errors, us_per, ratio) -> No
         f"  {'  that ÷ the gRPC ratio':<58} {eh_r / eg_r if eg_r else float('nan'):>9.3f} {'':>8}  {'':<8} "
         f"{per_round(rel_per)}"
     )
-    th, tg = tot_authz_us("door.ehttp"), tot_authz_us("door.egrpc")
+    th, tg = tot_us(vals, "door.ehttp", "authz_cpu_s"), tot_us(vals, "door.egrpc", "authz_cpu_s")
     c_per = [h / g for h, g in zip(authz_us("door.ehttp"), authz_us("door.egrpc")) if g]
     c = th / tg if tg else float("nan")
     w(
