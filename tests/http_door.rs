@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -584,16 +586,7 @@ async fn at_the_connection_cap_a_new_connection_waits_and_the_door_recovers() {
         )
         .await
     });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        !waiting.is_finished(),
-        "a connection beyond listen.max_connections was served"
-    );
-    holders.pop();
-    let raw = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .expect("served once a connection closes")
-        .unwrap();
+    let raw = common::served_only_once_a_slot_frees(&mut holders, waiting).await;
     assert_eq!(parse_all(&raw)[0].status, 200);
     drop(holders);
     fx.server.shutdown().await.unwrap();

@@ -386,6 +386,25 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     held.map(|l| l.local_addr().unwrap().port())
 }
 
+/// The connection-cap check, for any listener: `waiting` (a request on a connection beyond the
+/// cap, every slot taken by `holders`) is not served while the slots stay taken, and is served
+/// once one holder lets go. Returns what `waiting` returned.
+pub async fn served_only_once_a_slot_frees<H, T>(
+    holders: &mut Vec<H>,
+    waiting: tokio::task::JoinHandle<T>,
+) -> T {
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a connection beyond the connection cap was served"
+    );
+    holders.pop();
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once a slot is free")
+        .unwrap()
+}
+
 /// Poll `cond` every 10 ms until it holds; panic with `what` after `deadline`. The way to wait for
 /// something that happens on its own time: no fixed sleep that a slow machine outruns.
 pub async fn wait_until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
